@@ -1,0 +1,55 @@
+namespace Ertas.Core;
+
+/// <summary>
+/// Every diagnostic code in one place. Numbers are a public contract (users search and NoWarn them):
+/// never renumber, only add. Ranges: 1xxx command line and files, 2xxx checkpoints and config,
+/// 3xxx tokenizer and templates, 4xxx GGUF, 5xxx modeling.
+/// </summary>
+public enum ErrorCode
+{
+    // 1xxx: command line, files on disk
+    InvalidArgument = 1001,
+    MissingArgument = 1002,
+    UnknownCommand = 1003,
+    FileNotFound = 1004,
+    DirectoryNotFound = 1005,
+    OutputExists = 1006,
+    IoFailure = 1007,
+
+    // 2xxx: Hugging Face checkpoints and config.json
+    ConfigMissing = 2001,
+    ConfigInvalidJson = 2002,
+    ConfigMissingField = 2003,
+    ConfigInvalidField = 2004,
+    ConfigContradiction = 2005,
+    SafetensorsTruncated = 2010,
+    SafetensorsCorruptHeader = 2011,
+    SafetensorsUnsupportedDtype = 2012,
+    SafetensorsIndexInvalid = 2013,
+    CheckpointMissingTensor = 2020,
+    CheckpointUnexpectedTensor = 2021,
+    CheckpointShapeMismatch = 2022,
+    CheckpointDuplicateTensor = 2023,
+
+    // 3xxx: tokenizer and chat templates
+    TokenizerMissing = 3001,
+    TokenizerCorrupt = 3002,
+    TokenizerVocabMismatch = 3003,
+    UnknownTemplate = 3010,
+    InvalidConversation = 3011,
+
+    // 4xxx: GGUF
+    GgufBadMagic = 4001,
+    GgufUnsupportedVersion = 4002,
+    GgufTruncated = 4003,
+    GgufCorrupt = 4004,
+    GgufDuplicateKey = 4005,
+    GgufDuplicateTensor = 4006,
+    GgufUnsupportedType = 4007,
+    GgufMissingKey = 4008,
+    GgufWrongArchitecture = 4009,
+
+    // 5xxx: modeling and native runtime
+    NativeLibraryLoad = 5001,
+    UnsupportedDtype = 5002,
+}
