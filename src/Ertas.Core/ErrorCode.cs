@@ -15,6 +15,7 @@ public enum ErrorCode
     DirectoryNotFound = 1005,
     OutputExists = 1006,
     IoFailure = 1007,
+    Cancelled = 1008,
 
     // 2xxx: Hugging Face checkpoints and config.json
     ConfigMissing = 2001,

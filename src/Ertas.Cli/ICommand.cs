@@ -1,0 +1,26 @@
+namespace Ertas.Cli;
+
+/// <summary>One verb of the <c>ertas</c> command. Each lives in its own file under Commands/.</summary>
+public interface ICommand
+{
+    /// <summary>The words that select it, e.g. ["base", "create"].</summary>
+    IReadOnlyList<string> Verb { get; }
+    string Usage { get; }
+    string Summary { get; }
+    IReadOnlyList<OptionSpec> Options { get; }
+    int MaxPositionals => 0;
+
+    int Run(ParsedArgs args, CliContext context);
+}
+
+/// <summary>What a command writes to and how it is stopped; tests pass string writers.</summary>
+public sealed record CliContext(TextWriter Out, TextWriter Error, CancellationToken Cancellation);
+
+public enum ExitCode
+{
+    Success = 0,
+    Failure = 1,
+    Usage = 2,
+    Internal = 70,
+    Cancelled = 130,
+}
