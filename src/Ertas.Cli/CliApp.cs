@@ -1,3 +1,4 @@
+using Ertas.Cli.Commands;
 using Ertas.Core;
 
 namespace Ertas.Cli;
@@ -7,6 +8,8 @@ public static class CliApp
 {
     public static IReadOnlyList<ICommand> Commands { get; } =
     [
+        new BaseCreateCommand(),
+        new TokenizeCommand(),
     ];
 
     public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, CancellationToken ct = default)

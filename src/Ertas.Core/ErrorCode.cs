@@ -31,6 +31,8 @@ public enum ErrorCode
     CheckpointUnexpectedTensor = 2021,
     CheckpointShapeMismatch = 2022,
     CheckpointDuplicateTensor = 2023,
+    CheckpointShardMissing = 2024,
+    CheckpointNoWeights = 2025,
 
     // 3xxx: tokenizer and chat templates
     TokenizerMissing = 3001,
@@ -38,6 +40,8 @@ public enum ErrorCode
     TokenizerVocabMismatch = 3003,
     UnknownTemplate = 3010,
     InvalidConversation = 3011,
+    ChatFileInvalidJson = 3012,
+    ChatFileMissingField = 3013,
 
     // 4xxx: GGUF
     GgufBadMagic = 4001,
@@ -49,8 +53,12 @@ public enum ErrorCode
     GgufUnsupportedType = 4007,
     GgufMissingKey = 4008,
     GgufWrongArchitecture = 4009,
+    GgufMissingTensor = 4010,
+    GgufUnsupportedModel = 4011,
 
     // 5xxx: modeling and native runtime
     NativeLibraryLoad = 5001,
     UnsupportedDtype = 5002,
+    ModelInputInvalid = 5003,
+    DeviceUnavailable = 5004,
 }

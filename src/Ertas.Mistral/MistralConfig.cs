@@ -18,7 +18,7 @@ public sealed record MistralConfig
     [JsonPropertyName("num_attention_heads")] public int NumAttentionHeads { get; init; } = 32;
     [JsonPropertyName("num_key_value_heads")] public int NumKeyValueHeads { get; init; } = 8;
     /// <summary>Null means hidden_size / num_attention_heads, as in Hugging Face.</summary>
-    [JsonPropertyName("head_dim")] public int? HeadDimOverride { get; init; }
+    [JsonPropertyName("head_dim"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? HeadDimOverride { get; init; }
     [JsonPropertyName("max_position_embeddings")] public int MaxPositionEmbeddings { get; init; } = 32768;
     [JsonPropertyName("rms_norm_eps")] public double RmsNormEps { get; init; } = 1e-5;
     [JsonPropertyName("rope_theta")] public double RopeTheta { get; init; } = 10000.0;

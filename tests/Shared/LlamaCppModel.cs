@@ -1,0 +1,97 @@
+using System.Text;
+using LLama;
+using LLama.Common;
+using LLama.Native;
+
+namespace Ertas.TestSupport;
+
+/// <summary>
+/// The outside judge: real llama.cpp (through LLamaSharp) running a GGUF file. Greedy decoding reads the raw
+/// last-position logits, so tests compare logits and ids without any sampler in between.
+/// </summary>
+public sealed class LlamaCppModel : IDisposable
+{
+    private readonly LLamaWeights _weights;
+    private readonly LLamaContext? _context;
+
+    private LlamaCppModel(LLamaWeights weights, LLamaContext? context)
+    {
+        _weights = weights;
+        _context = context;
+    }
+
+    /// <summary>Loads with an f32 KV cache and no flash attention, so llama.cpp computes in full precision.</summary>
+    public static LlamaCppModel Load(string ggufPath, int contextSize = 512, int threads = 2, bool vocabOnly = false)
+    {
+        NativeLibraryConfig.All.WithLogCallback((level, message) =>
+        {
+            if (level == LLamaLogLevel.Error) Console.Error.Write("llama.cpp: " + message);
+        });
+        var parameters = new ModelParams(ggufPath)
+        {
+            ContextSize = (uint)contextSize,
+            BatchSize = (uint)contextSize,
+            UBatchSize = (uint)contextSize,
+            Threads = threads,
+            BatchThreads = threads,
+            GpuLayerCount = 0,
+            TypeK = GGMLType.GGML_TYPE_F32,
+            TypeV = GGMLType.GGML_TYPE_F32,
+            FlashAttention = LLamaFlashAttentionType.LLAMA_FLASH_ATTENTION_TYPE_DISABLED,
+            VocabOnly = vocabOnly,
+        };
+        var weights = LLamaWeights.LoadFromFile(parameters);
+        var context = vocabOnly ? null : weights.CreateContext(parameters);
+        return new LlamaCppModel(weights, context);
+    }
+
+    public int VocabSize => _weights.Vocab.Count;
+    public int LayerCount => _weights.NativeHandle.LayerCount;
+    public int EmbeddingSize => _weights.EmbeddingSize;
+
+    public string? Metadata(string key) => _weights.Metadata.TryGetValue(key, out var v) ? v : null;
+
+    /// <summary>Text as text: control-token syntax such as "&lt;s&gt;" in the input is not parsed (special: false).</summary>
+    public int[] Tokenize(string text, bool addBos) =>
+        _weights.Tokenize(text, addBos, special: false, Encoding.UTF8).Select(t => (int)t).ToArray();
+
+    /// <summary>Greedy decoding: argmax of the raw logits, lowest id on ties. Returns the new ids and each step's logits.</summary>
+    public (int[] Ids, float[][] Logits) Greedy(IReadOnlyList<int> prompt, int maxTokens, int? stopId)
+    {
+        var context = _context ?? throw new InvalidOperationException("loaded vocab-only");
+        context.NativeHandle.MemoryClear(true);
+        var batch = new LLamaBatch();
+        for (var i = 0; i < prompt.Count; i++)
+            batch.Add((LLamaToken)prompt[i], i, (LLamaSeqId)0, i == prompt.Count - 1);
+        var ids = new List<int>();
+        var logits = new List<float[]>();
+        var position = prompt.Count;
+        for (var step = 0; step < maxTokens; step++)
+        {
+            var result = context.Decode(batch);
+            if (result != DecodeResult.Ok) throw new InvalidOperationException($"llama_decode failed: {result}");
+            var row = context.NativeHandle.GetLogitsIth(batch.TokenCount - 1).ToArray();
+            logits.Add(row);
+            var next = ArgMax(row);
+            ids.Add(next);
+            if (next == stopId) break;
+            batch.Clear();
+            batch.Add((LLamaToken)next, position++, (LLamaSeqId)0, true);
+        }
+        return (ids.ToArray(), logits.ToArray());
+    }
+
+    public static int ArgMax(ReadOnlySpan<float> values)
+    {
+        var best = 0;
+        for (var i = 1; i < values.Length; i++)
+            if (values[i] > values[best]) best = i;
+        return best;
+    }
+
+    public void Dispose()
+    {
+        _context?.Dispose();
+        _weights.Dispose();
+    }
+}
