@@ -10,6 +10,8 @@ public static class CliApp
     [
         new BaseCreateCommand(),
         new TokenizeCommand(),
+        new ExportCommand(),
+        new InspectCommand(),
     ];
 
     public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, CancellationToken ct = default)

@@ -1,0 +1,44 @@
+using Ertas.Core;
+using Ertas.Mistral.Templates;
+using Ertas.Mistral.Tokenization;
+
+namespace Ertas.Gguf;
+
+/// <summary>
+/// Moves a SentencePiece tokenizer into GGUF metadata and back, so a GGUF file carries everything needed to
+/// tokenize exactly as training did (the chat-template/EOS mismatch users hit after export starts here).
+/// </summary>
+public static class TokenizerVocabularies
+{
+    public static GgufVocabulary FromTokenizer(MistralTokenizer tokenizer, string? chatTemplate = ChatTemplates.MistralV1Jinja)
+    {
+        var model = tokenizer.Model;
+        if (model.ModelType != SentencePieceModelType.Bpe)
+            throw new ErtasException(ErrorCode.TokenizerCorrupt,
+                $"tokenizer is a sentencepiece {model.ModelType} model; Mistral and llama.cpp's 'llama' vocabulary need BPE");
+        return new GgufVocabulary(
+            Tokens: [.. model.Pieces],
+            Scores: [.. model.Scores],
+            TokenTypes: model.GgufTokenTypes(),
+            BosId: model.BosId,
+            EosId: model.EosId,
+            UnkId: model.UnkId,
+            AddBos: true,
+            AddEos: false,
+            ChatTemplate: chatTemplate);
+    }
+
+    /// <summary>The inverse: a sentencepiece model with Mistral's normalizer settings (identity, dummy prefix, byte fallback).</summary>
+    public static MistralTokenizer ToTokenizer(GgufVocabulary vocab)
+    {
+        vocab.Validate();
+        var pieces = new List<SentencePiece>(vocab.Count);
+        for (var i = 0; i < vocab.Count; i++)
+            pieces.Add(new SentencePiece(vocab.Tokens[i], vocab.Scores[i], (SentencePieceType)vocab.TokenTypes[i]));
+        var hasBytes = vocab.TokenTypes.Contains((int)GgufTokenType.Byte);
+        var model = new SentencePieceModel(pieces,
+            TrainerSpec.ForBpe(vocab.Count, byteFallback: hasBytes, unkId: vocab.UnkId, bosId: vocab.BosId, eosId: vocab.EosId),
+            NormalizerSpec.Identity());
+        return MistralTokenizer.FromModel(model);
+    }
+}
