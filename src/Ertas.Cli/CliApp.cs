@@ -10,6 +10,7 @@ public static class CliApp
     [
         new BaseCreateCommand(),
         new TokenizeCommand(),
+        new GenerateCommand(),
         new ExportCommand(),
         new InspectCommand(),
     ];

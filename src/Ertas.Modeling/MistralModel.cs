@@ -1,0 +1,256 @@
+using Ertas.Core;
+using Ertas.Mistral;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Ertas.Modeling;
+
+// The Mistral decoder, top to bottom (FACTS §2):
+//   logits = lm_head(norm(layers(embed_tokens(ids))))
+//   layer:   h = x + self_attn(input_layernorm(x));  out = h + mlp(post_attention_layernorm(h))
+// Field names are Hugging Face's checkpoint keys, so named_parameters() yields exactly HF's tensor names
+// ("model.layers.0.self_attn.q_proj.weight", ...) and loading needs no name mapping.
+// Shapes: B batch, T new tokens, S attended keys, H hidden_size.
+#pragma warning disable IDE1006 // snake_case fields: TorchSharp turns field names into parameter names
+
+/// <summary>y = x W^T, no bias. Weights are allocated, not initialised: they come from a checkpoint.</summary>
+public sealed class Linear : nn.Module<Tensor, Tensor>
+{
+    public readonly Parameter weight; // (out_features, in_features)
+
+    public Linear(long inFeatures, long outFeatures, ScalarType dtype, Device device) : base(nameof(Linear))
+    {
+        weight = new Parameter(empty([outFeatures, inFeatures], dtype, device));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => F.linear(x, weight);
+}
+
+/// <summary>Token id -> row of <c>weight</c>.</summary>
+public sealed class Embedding : nn.Module<Tensor, Tensor>
+{
+    public readonly Parameter weight; // (vocab_size, H)
+
+    public Embedding(long vocabSize, long hiddenSize, ScalarType dtype, Device device) : base(nameof(Embedding))
+    {
+        weight = new Parameter(empty([vocabSize, hiddenSize], dtype, device));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor ids) =>                                  // ids (B, T) int64
+        weight.index_select(0, ids.reshape(-1)).view(ids.shape[0], ids.shape[1], -1); // (B, T, H)
+}
+
+/// <summary>x * rsqrt(mean(x^2) + eps) * weight, normalised in float32 and cast back before scaling, as HF does.</summary>
+public sealed class RmsNorm : nn.Module<Tensor, Tensor>
+{
+    public readonly Parameter weight; // (H,)
+    private readonly double _eps;
+
+    public RmsNorm(long size, double eps, ScalarType dtype, Device device) : base(nameof(RmsNorm))
+    {
+        weight = new Parameter(ones([size], dtype, device));
+        _eps = eps;
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        var h = x.to(ScalarType.Float32);
+        var meanSquare = h.pow(2).mean([-1], keepdim: true); // (..., 1)
+        return weight * (h * (meanSquare + _eps).rsqrt()).to(x.dtype);
+    }
+}
+
+/// <summary>Grouped-query causal self-attention with RoPE and an optional sliding window.</summary>
+public sealed class Attention : nn.Module
+{
+    public readonly Linear q_proj, k_proj, v_proj, o_proj;
+    private readonly int _heads, _kvHeads, _headDim;
+
+    public Attention(MistralConfig c, ScalarType dtype, Device device) : base(nameof(Attention))
+    {
+        (_heads, _kvHeads, _headDim) = (c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim);
+        q_proj = new Linear(c.HiddenSize, _heads * _headDim, dtype, device);
+        k_proj = new Linear(c.HiddenSize, _kvHeads * _headDim, dtype, device);
+        v_proj = new Linear(c.HiddenSize, _kvHeads * _headDim, dtype, device);
+        o_proj = new Linear(_heads * _headDim, c.HiddenSize, dtype, device);
+        RegisterComponents();
+    }
+
+    internal Tensor forward(Tensor x, Tensor cos, Tensor sin, AttentionInputs plan, LayerKv? kv)
+    {
+        var (b, t) = (x.shape[0], x.shape[1]);
+        var q = q_proj.call(x).view(b, t, _heads, _headDim).transpose(1, 2);   // (B, n_heads, T, head_dim)
+        var k = k_proj.call(x).view(b, t, _kvHeads, _headDim).transpose(1, 2); // (B, n_kv_heads, T, head_dim)
+        var v = v_proj.call(x).view(b, t, _kvHeads, _headDim).transpose(1, 2); // (B, n_kv_heads, T, head_dim)
+        q = Rope.Apply(q, cos, sin);
+        k = Rope.Apply(k, cos, sin);
+        if (kv is not null && plan.Cache is { } step)
+            (k, v) = kv.Append(k, v, step);                                   // (B, n_kv_heads, S, head_dim)
+        var groups = _heads / _kvHeads;                                       // query heads sharing one KV head
+        if (groups > 1)
+        {
+            k = k.repeat_interleave(groups, dim: 1);                          // (B, n_heads, S, head_dim)
+            v = v.repeat_interleave(groups, dim: 1);                          // (B, n_heads, S, head_dim)
+        }
+        var y = F.scaled_dot_product_attention(q, k, v, plan.Mask, p: 0.0, is_casual: plan.IsCausal); // (B, n_heads, T, head_dim)
+        y = y.transpose(1, 2).reshape(b, t, _heads * _headDim);               // (B, T, n_heads * head_dim)
+        return o_proj.call(y);                                                // (B, T, H)
+    }
+}
+
+/// <summary>SwiGLU: down(silu(gate(x)) * up(x)).</summary>
+public sealed class Mlp : nn.Module<Tensor, Tensor>
+{
+    public readonly Linear gate_proj, up_proj, down_proj;
+
+    public Mlp(MistralConfig c, ScalarType dtype, Device device) : base(nameof(Mlp))
+    {
+        gate_proj = new Linear(c.HiddenSize, c.IntermediateSize, dtype, device);
+        up_proj = new Linear(c.HiddenSize, c.IntermediateSize, dtype, device);
+        down_proj = new Linear(c.IntermediateSize, c.HiddenSize, dtype, device);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) =>                                // (B, T, H)
+        down_proj.call(F.silu(gate_proj.call(x)) * up_proj.call(x));           // (B, T, intermediate) -> (B, T, H)
+}
+
+public sealed class DecoderLayer : nn.Module
+{
+    public readonly Attention self_attn;
+    public readonly Mlp mlp;
+    public readonly RmsNorm input_layernorm, post_attention_layernorm;
+
+    public DecoderLayer(MistralConfig c, ScalarType dtype, Device device) : base(nameof(DecoderLayer))
+    {
+        self_attn = new Attention(c, dtype, device);
+        mlp = new Mlp(c, dtype, device);
+        input_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
+        post_attention_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
+        RegisterComponents();
+    }
+
+    internal Tensor forward(Tensor x, Tensor cos, Tensor sin, AttentionInputs plan, LayerKv? kv)
+    {
+        var h = x + self_attn.forward(input_layernorm.call(x), cos, sin, plan, kv); // (B, T, H)
+        return h + mlp.call(post_attention_layernorm.call(h));                      // (B, T, H)
+    }
+}
+
+/// <summary>HF's <c>MistralModel</c>: the <c>model.</c> prefix of every checkpoint key.</summary>
+public sealed class MistralTransformer : nn.Module
+{
+    public readonly Embedding embed_tokens;
+    public readonly ModuleList<DecoderLayer> layers;
+    public readonly RmsNorm norm;
+
+    public MistralTransformer(MistralConfig c, ScalarType dtype, Device device) : base(nameof(MistralTransformer))
+    {
+        embed_tokens = new Embedding(c.VocabSize, c.HiddenSize, dtype, device);
+        layers = new ModuleList<DecoderLayer>([.. Enumerable.Range(0, c.NumHiddenLayers).Select(_ => new DecoderLayer(c, dtype, device))]);
+        norm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
+        RegisterComponents();
+    }
+}
+
+/// <summary>What every layer's attention needs for one forward: the mask (null: none or SDPA's causal one) and the
+/// cache plan when decoding incrementally.</summary>
+internal sealed record AttentionInputs(Tensor? Mask, bool IsCausal, CacheStep? Cache);
+
+/// <summary>
+/// Mistral for causal LM (HF <c>MistralForCausalLM</c>). Construct with <see cref="Load"/>; the constructor alone
+/// allocates uninitialised weights (for callers that initialise them themselves).
+/// </summary>
+public sealed class MistralModel : nn.Module<Tensor, Tensor>
+{
+    public readonly MistralTransformer model;
+    public readonly Linear? lm_head; // null with tie_word_embeddings: logits use model.embed_tokens.weight
+
+    public MistralModel(MistralConfig config, ModelOptions? options = null) : base(nameof(MistralModel))
+    {
+        config.Validate();
+        Options = options ?? ModelOptions.Default;
+        Device = Options.Resolve();
+        Config = config;
+        model = new MistralTransformer(config, Options.DType, Device);
+        if (!config.TieWordEmbeddings)
+            lm_head = new Linear(config.HiddenSize, config.VocabSize, Options.DType, Device);
+        RegisterComponents();
+    }
+
+    public MistralConfig Config { get; }
+    public ModelOptions Options { get; }
+    public Device Device { get; }
+
+    /// <summary>Builds the network and fills it from <paramref name="source"/> with strict name and shape checks.</summary>
+    public static MistralModel Load(MistralConfig config, ITensorSource source, ModelOptions? options = null)
+    {
+        var network = new MistralModel(config, options);
+        try
+        {
+            StrictLoader.Load(network, source);
+        }
+        catch
+        {
+            network.Dispose();
+            throw;
+        }
+        network.eval();
+        return network;
+    }
+
+    /// <summary>Full-sequence forward (training, prefill without a cache): ids (B, T) int64 -> logits (B, T, vocab) float32.</summary>
+    public override Tensor forward(Tensor ids) => forward(ids, 0, null);
+
+    /// <summary>Forward of ids (B, T) int64 at positions startPos..startPos+T-1, reading and extending
+    /// <paramref name="cache"/> when given. Returns logits (B, T, vocab) float32.</summary>
+    public Tensor forward(Tensor ids, long startPos, KvCache? cache)
+    {
+        CheckIds(ids, startPos, cache);
+        var t = (int)ids.shape[1];
+        var positions = arange(startPos, startPos + t, dtype: ScalarType.Int64, device: Device);     // (T,)
+        var (cos, sin) = Rope.CosSin(Rope.InverseFrequencies(Config.HeadDim, Config.RopeTheta, Device), positions, Options.DType); // (T, head_dim)
+
+        AttentionInputs plan;
+        if (cache is null)
+        {
+            var pos = Enumerable.Range(0, t).Select(i => startPos + i).ToArray();
+            var (mask, causal) = AttentionMask.Build(pos, pos, Config.SlidingWindow, Device);
+            plan = new AttentionInputs(mask, causal, null);
+        }
+        else
+        {
+            var step = cache.Plan(startPos, t, Device);
+            plan = new AttentionInputs(step.Mask, step.IsCausal, step);
+        }
+
+        var x = model.embed_tokens.call(ids);                                                       // (B, T, H)
+        for (var i = 0; i < Config.NumHiddenLayers; i++)
+            x = model.layers[i].forward(x, cos, sin, plan, cache?.Layer(i));                          // (B, T, H)
+        x = model.norm.call(x);                                                                      // (B, T, H)
+        var logits = lm_head is null ? F.linear(x, model.embed_tokens.weight) : lm_head.call(x);   // (B, T, vocab)
+        cache?.Commit(t);
+        return logits.to(ScalarType.Float32);
+    }
+
+    private void CheckIds(Tensor ids, long startPos, KvCache? cache)
+    {
+        if (ids.dtype != ScalarType.Int64 || ids.dim() != 2 || ids.shape[1] == 0)
+            throw new ErtasException(ErrorCode.ModelInputInvalid,
+                $"token ids must be a non-empty int64 tensor of shape (batch, tokens), got {ids.dtype} [{string.Join(", ", ids.shape)}]");
+        if (startPos < 0)
+            throw new ErtasException(ErrorCode.ModelInputInvalid, $"start position must be >= 0, got {startPos}");
+        if (cache is not null && cache.BatchSize != ids.shape[0])
+            throw new ErtasException(ErrorCode.ModelInputInvalid,
+                $"the KV cache was made for batch size {cache.BatchSize}, got ids of batch size {ids.shape[0]}");
+        var (min, max) = (ids.min().item<long>(), ids.max().item<long>());
+        if (min < 0 || max >= Config.VocabSize)
+            throw new ErtasException(ErrorCode.ModelInputInvalid,
+                $"token ids must lie in [0, {Config.VocabSize}), got values from {min} to {max}");
+    }
+}
