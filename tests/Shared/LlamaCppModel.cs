@@ -14,6 +14,15 @@ public sealed class LlamaCppModel : IDisposable
     private readonly LLamaWeights _weights;
     private readonly LLamaContext? _context;
 
+    // LLamaSharp accepts configuration only before its native library loads, so set the log filter once per process.
+    static LlamaCppModel()
+    {
+        NativeLibraryConfig.All.WithLogCallback((level, message) =>
+        {
+            if (level == LLamaLogLevel.Error) Console.Error.Write("llama.cpp: " + message);
+        });
+    }
+
     private LlamaCppModel(LLamaWeights weights, LLamaContext? context)
     {
         _weights = weights;
@@ -23,10 +32,6 @@ public sealed class LlamaCppModel : IDisposable
     /// <summary>Loads with an f32 KV cache and no flash attention, so llama.cpp computes in full precision.</summary>
     public static LlamaCppModel Load(string ggufPath, int contextSize = 512, int threads = 2, bool vocabOnly = false)
     {
-        NativeLibraryConfig.All.WithLogCallback((level, message) =>
-        {
-            if (level == LLamaLogLevel.Error) Console.Error.Write("llama.cpp: " + message);
-        });
         var parameters = new ModelParams(ggufPath)
         {
             ContextSize = (uint)contextSize,
@@ -37,7 +42,7 @@ public sealed class LlamaCppModel : IDisposable
             GpuLayerCount = 0,
             TypeK = GGMLType.GGML_TYPE_F32,
             TypeV = GGMLType.GGML_TYPE_F32,
-            FlashAttention = LLamaFlashAttentionType.LLAMA_FLASH_ATTENTION_TYPE_DISABLED,
+            FlashAttention = false,
             VocabOnly = vocabOnly,
         };
         var weights = LLamaWeights.LoadFromFile(parameters);
