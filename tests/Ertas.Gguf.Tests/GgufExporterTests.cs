@@ -266,24 +266,24 @@ public class GgufExporterTests
     }
 
     [Fact]
-    public void Quantized_tensors_are_GgufUnsupportedType_when_read_as_float()
+    public void Quantized_types_we_cannot_dequantize_are_GgufUnsupportedType_when_read_as_float()
     {
         using var dir = new TempDir();
-        var path = dir.File("q8.gguf");
+        var path = dir.File("iq4.gguf");
         AtomicFile.Write(path, stream =>
         {
             var w = new GgufWriter(stream);
             w.AddString(Keys.General.Architecture, "llama");
-            w.AddTensorInfo("blk.0.ffn_up.weight", GgmlType.Q8_0, [2, 32]);
+            w.AddTensorInfo("blk.0.ffn_up.weight", GgmlType.IQ4_XS, [2, 256]);
             w.WriteMetadata();
             w.WriteTensorInfos();
-            w.WriteTensorData("blk.0.ffn_up.weight", new byte[68]);
+            w.WriteTensorData("blk.0.ffn_up.weight", new byte[2 * 136]);
             w.Finish();
         });
         using var source = new GgufTensorSource(path);
-        var e = Assert.Throws<ErtasException>(() => source.ReadFloat32("model.layers.0.mlp.up_proj.weight", new float[64]));
+        var e = Assert.Throws<ErtasException>(() => source.ReadFloat32("model.layers.0.mlp.up_proj.weight", new float[512]));
         Assert.Equal(ErrorCode.GgufUnsupportedType, e.Code);
-        Assert.Contains("Q8_0", e.Message);
+        Assert.Contains("IQ4_XS", e.Message);
     }
 
     private sealed class CancellingSink(CancellationTokenSource cts, int afterLines) : IProgressSink

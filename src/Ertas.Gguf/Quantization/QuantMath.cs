@@ -1,0 +1,532 @@
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using Ertas.Core;
+
+namespace Ertas.Gguf.Quantization;
+
+/// <summary>
+/// ggml-quants.c's helpers, kept operation for operation: every float expression is evaluated in float, in the
+/// order C evaluates it (C# never widens float arithmetic, and RyuJIT neither reassociates nor fuses into FMA), so
+/// the scales and levels chosen are the ones ggml chooses. Sums stay sequential for the same reason.
+/// </summary>
+internal static class QuantMath
+{
+    /// <summary>GROUP_MAX_EPS: a group whose largest magnitude is below this counts as all zero.</summary>
+    public const float GroupMaxEps = 1e-15f;
+
+    /// <summary>
+    /// ggml's nearest_int: adding 1.5 * 2^23 makes the FPU round to an integer (ties to even) in the low mantissa
+    /// bits. Only valid for |value| &lt;= 2^22 - 1; outside that ggml returns the same garbage, and so do we.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int NearestInt(float value)
+    {
+        var shifted = value + 12582912f;
+        return (BitConverter.SingleToInt32Bits(shifted) & 0x007FFFFF) - 0x00400000;
+    }
+
+    /// <summary>C's <c>(int8_t)</c> cast of a float: truncation toward zero (callers stay in range).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int TruncateToInt8(float value) => (sbyte)(int)value;
+
+    /// <summary>GGML_FP16_TO_FP32 of a little-endian half at the start of <paramref name="bytes"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float ReadHalf(ReadOnlySpan<byte> bytes) =>
+        FloatConversions.HalfToSingle(BinaryPrimitives.ReadUInt16LittleEndian(bytes));
+
+    /// <summary>GGML_FP32_TO_FP16 (round to nearest even) into <paramref name="bytes"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void WriteHalf(Span<byte> bytes, float value) =>
+        BinaryPrimitives.WriteUInt16LittleEndian(bytes, FloatConversions.SingleToHalf(value));
+
+    /// <summary>The value <c>fp16(value)</c> reads back as: what ggml multiplies with after storing a scale.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float RoundTripHalf(float value) => FloatConversions.HalfToSingle(FloatConversions.SingleToHalf(value));
+
+    /// <summary>get_scale_min_k4: the 6-bit scale and min of sub-block <paramref name="j"/> of a Q4_K/Q5_K block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void GetScaleMinK4(int j, ReadOnlySpan<byte> q, out byte scale, out byte min)
+    {
+        if (j < 4)
+        {
+            scale = (byte)(q[j] & 63);
+            min = (byte)(q[j + 4] & 63);
+        }
+        else
+        {
+            scale = (byte)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+            min = (byte)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+        }
+    }
+
+    /// <summary>Packs eight 6-bit scales and mins of a Q4_K/Q5_K block the way get_scale_min_k4 reads them.</summary>
+    public static void PackScaleMinK4(ReadOnlySpan<byte> scales, ReadOnlySpan<byte> mins, Span<byte> q)
+    {
+        for (var j = 0; j < 8; j++)
+        {
+            var ls = scales[j];
+            var lm = mins[j];
+            if (j < 4)
+            {
+                q[j] = ls;
+                q[j + 4] = lm;
+            }
+            else
+            {
+                q[j + 4] = (byte)((ls & 0xF) | ((lm & 0xF) << 4));
+                q[j - 4] |= (byte)((ls >> 4) << 6);
+                q[j] |= (byte)((lm >> 4) << 6);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The value of largest magnitude, the first one if several tie (a strict comparison, as ggml's loops), and
+    /// that magnitude.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float SignedAbsMax(ReadOnlySpan<float> x, out float amax)
+    {
+        float max = 0;
+        amax = 0;
+        for (var i = 0; i < x.Length; i++)
+        {
+            var ax = MathF.Abs(x[i]);
+            if (ax > amax)
+            {
+                amax = ax;
+                max = x[i];
+            }
+        }
+        return max;
+    }
+
+    /// <summary>
+    /// make_qx_quants with rmse_type 1 and no quant weights (weights x^2), the only form the reference quantizers
+    /// use (Q6_K). Writes levels 0..2*nmax-1 to <paramref name="levels"/> and returns the scale.
+    /// </summary>
+    public static float MakeQxQuantsRmse(int nmax, ReadOnlySpan<float> x, Span<sbyte> levels) =>
+        Vector256.IsHardwareAccelerated
+            ? MakeQxQuantsRmseVector(nmax, x, levels)
+            : MakeQxQuantsRmseScalar(nmax, x, levels);
+
+    /// <summary>The plain transcription of make_qx_quants; the reference the vector path is tested against.</summary>
+    internal static float MakeQxQuantsRmseScalar(int nmax, ReadOnlySpan<float> x, Span<sbyte> levels)
+    {
+        var n = x.Length;
+        var max = SignedAbsMax(x, out var amax);
+        if (amax < GroupMaxEps)
+        {
+            levels[..n].Clear();
+            return 0f;
+        }
+        var iscale = -nmax / max;
+        float sumlx = 0;
+        float suml2 = 0;
+        for (var i = 0; i < n; i++)
+        {
+            var l = Math.Max(-nmax, Math.Min(nmax - 1, NearestInt(iscale * x[i])));
+            levels[i] = (sbyte)(l + nmax);
+            var w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        var scale = suml2 != 0 ? sumlx / suml2 : 0f;
+        var best = scale * sumlx;
+        for (var step = -9; step <= 9; step++)
+        {
+            if (step == 0)
+                continue;
+            iscale = -(nmax + 0.1f * step) / max;
+            sumlx = suml2 = 0;
+            for (var i = 0; i < n; i++)
+            {
+                var l = Math.Max(-nmax, Math.Min(nmax - 1, NearestInt(iscale * x[i])));
+                var w = x[i] * x[i];
+                sumlx += w * x[i] * l;
+                suml2 += w * l * l;
+            }
+            if (suml2 > 0 && sumlx * sumlx > best * suml2)
+            {
+                for (var i = 0; i < n; i++)
+                    levels[i] = (sbyte)(nmax + Math.Max(-nmax, Math.Min(nmax - 1, NearestInt(iscale * x[i]))));
+                scale = sumlx / suml2;
+                best = scale * sumlx;
+            }
+        }
+        return scale;
+    }
+
+    /// <summary>
+    /// make_q3_quants with do_rmse: signed levels in -nmax..nmax-1 refined by coordinate descent on a weighted
+    /// (x^2) error, stored shifted to 0..2*nmax-1. Returns the scale.
+    /// </summary>
+    public static float MakeQ3Quants(int nmax, ReadOnlySpan<float> x, Span<sbyte> levels)
+    {
+        var n = x.Length;
+        var max = SignedAbsMax(x, out var amax);
+        if (amax < GroupMaxEps)
+        {
+            levels[..n].Clear();
+            return 0f;
+        }
+        var iscale = -nmax / max;
+        float sumlx = 0;
+        float suml2 = 0;
+        for (var i = 0; i < n; i++)
+        {
+            var l = Math.Max(-nmax, Math.Min(nmax - 1, NearestInt(iscale * x[i])));
+            levels[i] = (sbyte)l;
+            var w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        for (var attempt = 0; attempt < 5; attempt++)
+        {
+            var changed = 0;
+            for (var i = 0; i < n; i++)
+            {
+                var w = x[i] * x[i];
+                var slx = sumlx - w * x[i] * levels[i];
+                if (slx > 0)
+                {
+                    var sl2 = suml2 - w * levels[i] * levels[i];
+                    var newL = Math.Max(-nmax, Math.Min(nmax - 1, NearestInt(x[i] * sl2 / slx)));
+                    if (newL != levels[i])
+                    {
+                        slx += w * x[i] * newL;
+                        sl2 += w * newL * newL;
+                        if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2)
+                        {
+                            levels[i] = (sbyte)newL;
+                            sumlx = slx;
+                            suml2 = sl2;
+                            changed++;
+                        }
+                    }
+                }
+            }
+            if (changed == 0)
+                break;
+        }
+        for (var i = 0; i < n; i++)
+            levels[i] += (sbyte)nmax;
+        return suml2 > 0f ? sumlx / suml2 : 0f;
+    }
+
+    /// <summary>
+    /// make_qkx2_quants: levels 0..nmax with a scale and a (non-positive) offset, searching nstep+1 candidate
+    /// scales around nmax/(max-min) and refitting scale and offset by weighted least squares. Returns the scale;
+    /// <paramref name="negatedMin"/> gets -offset (ggml's the_min).
+    /// </summary>
+    public static float MakeQkx2Quants(int nmax, ReadOnlySpan<float> x, ReadOnlySpan<float> weights, Span<byte> levels,
+        out float negatedMin, Span<byte> scratch, float rmin, float rdelta, int nstep, bool useMad) =>
+        Vector256.IsHardwareAccelerated && nstep >= 1 && nstep < 24
+            ? MakeQkx2QuantsVector(nmax, x, weights, levels, out negatedMin, rmin, rdelta, nstep, useMad)
+            : MakeQkx2QuantsScalar(nmax, x, weights, levels, out negatedMin, scratch, rmin, rdelta, nstep, useMad);
+
+    /// <summary>The plain transcription of make_qkx2_quants; the reference the vector path is tested against.</summary>
+    internal static float MakeQkx2QuantsScalar(int nmax, ReadOnlySpan<float> x, ReadOnlySpan<float> weights, Span<byte> levels,
+        out float negatedMin, Span<byte> scratch, float rmin, float rdelta, int nstep, bool useMad)
+    {
+        var n = x.Length;
+        var min = x[0];
+        var max = x[0];
+        var sumW = weights[0];
+        var sumX = sumW * x[0];
+        for (var i = 1; i < n; i++)
+        {
+            if (x[i] < min) min = x[i];
+            if (x[i] > max) max = x[i];
+            var w = weights[i];
+            sumW += w;
+            sumX += w * x[i];
+        }
+        if (min > 0) min = 0;
+        if (max == min)
+        {
+            levels[..n].Clear();
+            negatedMin = -min;
+            return 0f;
+        }
+        var iscale = nmax / (max - min);
+        var scale = 1 / iscale;
+        float bestError = 0;
+        for (var i = 0; i < n; i++)
+        {
+            var l = NearestInt(iscale * (x[i] - min));
+            levels[i] = (byte)Math.Max(0, Math.Min(nmax, l));
+            var diff = scale * levels[i] + min - x[i];
+            diff = useMad ? MathF.Abs(diff) : diff * diff;
+            bestError += weights[i] * diff;
+        }
+        if (nstep < 1)
+        {
+            negatedMin = -min;
+            return scale;
+        }
+        for (var step = 0; step <= nstep; step++)
+        {
+            iscale = (rmin + rdelta * step + nmax) / (max - min);
+            float sumL = 0, sumL2 = 0, sumXL = 0;
+            for (var i = 0; i < n; i++)
+            {
+                var l = Math.Max(0, Math.Min(nmax, NearestInt(iscale * (x[i] - min))));
+                scratch[i] = (byte)l;
+                var w = weights[i];
+                sumL += w * l;
+                sumL2 += w * l * l;
+                sumXL += w * l * x[i];
+            }
+            var d = sumW * sumL2 - sumL * sumL;
+            if (d > 0)
+            {
+                var thisScale = (sumW * sumXL - sumX * sumL) / d;
+                var thisMin = (sumL2 * sumX - sumL * sumXL) / d;
+                if (thisMin > 0)
+                {
+                    thisMin = 0;
+                    thisScale = sumXL / sumL2;
+                }
+                float error = 0;
+                for (var i = 0; i < n; i++)
+                {
+                    var diff = thisScale * scratch[i] + thisMin - x[i];
+                    diff = useMad ? MathF.Abs(diff) : diff * diff;
+                    error += weights[i] * diff;
+                }
+                if (error < bestError)
+                {
+                    scratch[..n].CopyTo(levels);
+                    bestError = error;
+                    scale = thisScale;
+                    min = thisMin;
+                }
+            }
+        }
+        negatedMin = -min;
+        return scale;
+    }
+
+    // Vector paths. A vector lane does the same IEEE float operations as C's scalar code, so as long as each sum
+    // is accumulated in C's order within its lane, results are bit-identical; what runs side by side is trials,
+    // never terms of one sum.
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> NearestInt(Vector256<float> value)
+    {
+        var shifted = value + Vector256.Create(12582912f);
+        return (shifted.AsInt32() & Vector256.Create(0x007FFFFF)) - Vector256.Create(0x00400000);
+    }
+
+    /// <summary>
+    /// make_qx_quants' 19 trial scales do not depend on each other (only the choice among them is sequential), so
+    /// here one vector lane is one trial: lane k adds up its own terms over the elements in C's order. 24 lanes
+    /// (3 vectors) hold the first pass plus the 18 steps, the last 5 lanes repeat the first pass and are ignored.
+    /// </summary>
+    [SkipLocalsInit]
+    private static float MakeQxQuantsRmseVector(int nmax, ReadOnlySpan<float> x, Span<sbyte> levels)
+    {
+        var n = x.Length;
+        var max = SignedAbsMax(x, out var amax);
+        if (amax < GroupMaxEps)
+        {
+            levels[..n].Clear();
+            return 0f;
+        }
+        const int Trials = 19;
+        Span<float> iscales = stackalloc float[24];
+        iscales[0] = -nmax / max;
+        for (int step = -9, k = 1; step <= 9; step++)
+        {
+            if (step == 0)
+                continue;
+            iscales[k++] = -(nmax + 0.1f * step) / max;
+        }
+        iscales[Trials..].Fill(iscales[0]);
+
+        var i0 = Vector256.Create(iscales);
+        var i1 = Vector256.Create(iscales[8..]);
+        var i2 = Vector256.Create(iscales[16..]);
+        var low = Vector256.Create(-nmax);
+        var high = Vector256.Create(nmax - 1);
+        Vector256<float> lx0 = default, lx1 = default, lx2 = default, l20 = default, l21 = default, l22 = default;
+        for (var i = 0; i < n; i++)
+        {
+            var xi = x[i];
+            var w = xi * xi;
+            var wx = Vector256.Create(w * xi);
+            var wv = Vector256.Create(w);
+            var l0 = Vector256.ConvertToSingle(Vector256.Min(Vector256.Max(NearestInt(i0 * xi), low), high));
+            var l1 = Vector256.ConvertToSingle(Vector256.Min(Vector256.Max(NearestInt(i1 * xi), low), high));
+            var l2 = Vector256.ConvertToSingle(Vector256.Min(Vector256.Max(NearestInt(i2 * xi), low), high));
+            lx0 += wx * l0;
+            lx1 += wx * l1;
+            lx2 += wx * l2;
+            l20 += wv * l0 * l0;
+            l21 += wv * l1 * l1;
+            l22 += wv * l2 * l2;
+        }
+        Span<float> sumlx = stackalloc float[24];
+        Span<float> suml2 = stackalloc float[24];
+        lx0.CopyTo(sumlx);
+        lx1.CopyTo(sumlx[8..]);
+        lx2.CopyTo(sumlx[16..]);
+        l20.CopyTo(suml2);
+        l21.CopyTo(suml2[8..]);
+        l22.CopyTo(suml2[16..]);
+
+        var scale = suml2[0] != 0 ? sumlx[0] / suml2[0] : 0f;
+        var best = scale * sumlx[0];
+        var chosen = 0;
+        for (var k = 1; k < Trials; k++)
+        {
+            if (suml2[k] > 0 && sumlx[k] * sumlx[k] > best * suml2[k])
+            {
+                scale = sumlx[k] / suml2[k];
+                best = scale * sumlx[k];
+                chosen = k;
+            }
+        }
+        for (var i = 0; i < n; i++)
+            levels[i] = (sbyte)(nmax + Math.Max(-nmax, Math.Min(nmax - 1, NearestInt(iscales[chosen] * x[i]))));
+        return scale;
+    }
+
+    /// <summary>
+    /// make_qkx2_quants with one vector lane per trial scale (up to 24 trials in 3 vectors), each lane adding its
+    /// terms over the elements in C's order. The trials are not independent in C: accepting one replaces
+    /// <c>min</c>, which later trials use. So the lanes are computed speculatively with the current min, the
+    /// accept decisions are replayed in trial order, and when an accepted trial changes min the trials after it
+    /// are computed again with the new min, exactly as C would have seen them.
+    /// </summary>
+    [SkipLocalsInit]
+    private static float MakeQkx2QuantsVector(int nmax, ReadOnlySpan<float> x, ReadOnlySpan<float> weights, Span<byte> levels,
+        out float negatedMin, float rmin, float rdelta, int nstep, bool useMad)
+    {
+        var n = x.Length;
+        var min = x[0];
+        var max = x[0];
+        var sumW = weights[0];
+        var sumX = sumW * x[0];
+        for (var i = 1; i < n; i++)
+        {
+            if (x[i] < min) min = x[i];
+            if (x[i] > max) max = x[i];
+            var w = weights[i];
+            sumW += w;
+            sumX += w * x[i];
+        }
+        if (min > 0) min = 0;
+        if (max == min)
+        {
+            levels[..n].Clear();
+            negatedMin = -min;
+            return 0f;
+        }
+
+        var chosenIscale = nmax / (max - min);
+        var chosenMin = min;
+        var scale = 1 / chosenIscale;
+        float bestError = 0;
+        for (var i = 0; i < n; i++)
+        {
+            var level = Math.Max(0, Math.Min(nmax, NearestInt(chosenIscale * (x[i] - min))));
+            var diff = scale * level + min - x[i];
+            diff = useMad ? MathF.Abs(diff) : diff * diff;
+            bestError += weights[i] * diff;
+        }
+
+        Span<float> iscales = stackalloc float[24];
+        Span<float> trialScale = stackalloc float[24];
+        Span<float> trialMin = stackalloc float[24];
+        Span<float> trialError = stackalloc float[24];
+        Span<float> trialD = stackalloc float[24];
+        var first = 0;
+        while (first <= nstep)
+        {
+            // Trials first..nstep with the current min, 8 at a time (lanes before first or after nstep are ignored).
+            for (var k = 0; k < 24; k++)
+                iscales[k] = (rmin + rdelta * Math.Min(k, nstep) + nmax) / (max - min);
+            for (var group = first / 8; group <= nstep / 8; group++)
+            {
+                var lanes = group * 8;
+                EvaluateTrials(nmax, x, weights, min, sumW, sumX, useMad, Vector256.Create(iscales[lanes..]),
+                    out var d, out var trialScaleV, out var trialMinV, out var error);
+                d.CopyTo(trialD[lanes..]);
+                trialScaleV.CopyTo(trialScale[lanes..]);
+                trialMinV.CopyTo(trialMin[lanes..]);
+                error.CopyTo(trialError[lanes..]);
+            }
+
+            var minUsed = min;
+            var next = nstep + 1;
+            for (var k = first; k <= nstep; k++)
+            {
+                if (trialD[k] > 0 && trialError[k] < bestError)
+                {
+                    bestError = trialError[k];
+                    scale = trialScale[k];
+                    min = trialMin[k];
+                    chosenIscale = iscales[k];
+                    chosenMin = minUsed;
+                    if (min != minUsed)
+                    {
+                        // Later trials saw the old min: redo them.
+                        next = k + 1;
+                        break;
+                    }
+                }
+            }
+            first = next;
+        }
+        for (var i = 0; i < n; i++)
+            levels[i] = (byte)Math.Max(0, Math.Min(nmax, NearestInt(chosenIscale * (x[i] - chosenMin))));
+        negatedMin = -min;
+        return scale;
+    }
+
+    /// <summary>
+    /// One make_qkx2_quants trial per lane: levels for the lane's iscale, the least-squares fit (D, scale, offset)
+    /// and the weighted error of that fit, each sum in C's order.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void EvaluateTrials(int nmax, ReadOnlySpan<float> x, ReadOnlySpan<float> weights, float min, float sumW, float sumX,
+        bool useMad, Vector256<float> iscale, out Vector256<float> d, out Vector256<float> scale, out Vector256<float> offset, out Vector256<float> error)
+    {
+        var zero = Vector256<int>.Zero;
+        var top = Vector256.Create(nmax);
+        Vector256<float> sumL = default, sumL2 = default, sumXL = default;
+        for (var i = 0; i < x.Length; i++)
+        {
+            var l = Vector256.ConvertToSingle(Vector256.Min(Vector256.Max(NearestInt(iscale * (x[i] - min)), zero), top));
+            var wl = weights[i] * l;
+            sumL += wl;
+            sumL2 += wl * l;
+            sumXL += wl * x[i];
+        }
+        Fit(sumL, sumL2, sumXL, Vector256.Create(sumW), Vector256.Create(sumX), out d, out scale, out offset);
+        error = default;
+        for (var i = 0; i < x.Length; i++)
+        {
+            var l = Vector256.ConvertToSingle(Vector256.Min(Vector256.Max(NearestInt(iscale * (x[i] - min)), zero), top));
+            var diff = scale * l + offset - Vector256.Create(x[i]);
+            diff = useMad ? Vector256.Abs(diff) : diff * diff;
+            error += weights[i] * diff;
+        }
+    }
+
+    /// <summary>The least-squares scale and offset of make_qkx2_quants for 8 trials at once, operation for operation.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Fit(Vector256<float> sumL, Vector256<float> sumL2, Vector256<float> sumXL, Vector256<float> sumW, Vector256<float> sumX,
+        out Vector256<float> d, out Vector256<float> scale, out Vector256<float> min)
+    {
+        d = sumW * sumL2 - sumL * sumL;
+        scale = (sumW * sumXL - sumX * sumL) / d;
+        min = (sumL2 * sumX - sumL * sumXL) / d;
+        var clamp = Vector256.GreaterThan(min, Vector256<float>.Zero);
+        min = Vector256.ConditionalSelect(clamp, Vector256<float>.Zero, min);
+        scale = Vector256.ConditionalSelect(clamp, sumXL / sumL2, scale);
+    }
+}
