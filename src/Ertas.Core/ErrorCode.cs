@@ -3,7 +3,7 @@ namespace Ertas.Core;
 /// <summary>
 /// Every diagnostic code in one place. Numbers are a public contract (users search and NoWarn them):
 /// never renumber, only add. Ranges: 1xxx command line and files, 2xxx checkpoints and config,
-/// 3xxx tokenizer and templates, 4xxx GGUF, 5xxx modeling.
+/// 3xxx tokenizer and templates, 4xxx GGUF, 5xxx modeling, 6xxx datasets.
 /// </summary>
 public enum ErrorCode
 {
@@ -61,4 +61,23 @@ public enum ErrorCode
     UnsupportedDtype = 5002,
     ModelInputInvalid = 5003,
     DeviceUnavailable = 5004,
+
+    // 6xxx: training datasets (JSONL validation, preparation, cache); warnings share this range
+    DatasetInvalidJson = 6001,
+    DatasetInvalidUtf8 = 6002,
+    DatasetUnknownFormat = 6003,
+    DatasetMixedFormats = 6004,
+    DatasetMissingField = 6005,
+    DatasetInvalidField = 6006,
+    DatasetUnknownRole = 6007,
+    DatasetRolesNotAlternating = 6008,
+    DatasetMisplacedSystem = 6009,
+    DatasetEmptyContent = 6010,
+    DatasetExampleTooLong = 6011,
+    DatasetDuplicateExample = 6012,
+    DatasetNoExamples = 6013,
+    DatasetFileUnreadable = 6014,
+    DatasetHasErrors = 6020,
+    DatasetInvalidOption = 6021,
+    DatasetCacheUnreadable = 6022,
 }
