@@ -12,6 +12,7 @@ public static class CliApp
         new TokenizeCommand(),
         new GenerateCommand(),
         new ExportCommand(),
+        new QuantizeCommand(),
         new InspectCommand(),
     ];
 

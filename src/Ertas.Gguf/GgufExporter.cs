@@ -1,5 +1,8 @@
+using System.Collections.Concurrent;
 using System.Globalization;
+using System.Runtime.ExceptionServices;
 using Ertas.Core;
+using Ertas.Gguf.Mixes;
 using Ertas.Mistral;
 
 namespace Ertas.Gguf;
@@ -19,12 +22,17 @@ public sealed record GgufExportOptions
     public uint Alignment { get; init; } = GgufConstants.DefaultAlignment;
 
     public IProgressSink Progress { get; init; } = NullProgressSink.Instance;
+
+    /// <summary>Threads quantizing the rows of one tensor (quantized mixes only); the bytes do not depend on it.</summary>
+    public int Threads { get; init; } = Environment.ProcessorCount;
 }
 
 /// <summary>
 /// Hugging Face Mistral/Llama checkpoint to a llama.cpp GGUF (architecture "llama"), writing the metadata
 /// convert_hf_to_gguf.py's <c>LlamaModel</c> writes. Streams: one tensor is read as float32, converted and written
-/// before the next is read, so memory is bounded by the largest tensor (token_embd), not the model.
+/// before the next is read, so memory is bounded by the largest tensor (token_embd), not the model. Writes go
+/// through a small write-behind buffer on a second thread, so reading and converting the next tensor overlaps the
+/// kernel throttling this one's writes to the disk's speed (7B f16: 14.5 GB written, the bulk of the time).
 /// </summary>
 public static class GgufExporter
 {
@@ -32,34 +40,54 @@ public static class GgufExporter
 
     /// <summary>Writes <paramref name="outPath"/> atomically: on failure or cancellation no file is left.</summary>
     public static void Export(MistralConfig config, ITensorSource source, GgufVocabulary vocab, string outPath, GgmlType type,
-        GgufExportOptions? options = null, CancellationToken ct = default)
-    {
-        options ??= new GgufExportOptions();
-        options.Progress.Report($"exporting GGUF ({type}) to {outPath}");
-        AtomicFile.Write(outPath, stream => Export(config, source, vocab, stream, type, options, ct));
-    }
+        GgufExportOptions? options = null, CancellationToken ct = default) =>
+        Export(config, source, vocab, outPath, MixFor(type), options, ct);
 
     public static void Export(MistralConfig config, ITensorSource source, GgufVocabulary vocab, Stream output, GgmlType type,
+        GgufExportOptions? options = null, CancellationToken ct = default) =>
+        Export(config, source, vocab, output, MixFor(type), options, ct);
+
+    /// <summary>
+    /// Exports with a llama.cpp file-type mix, quantizing straight from the checkpoint: the result is byte for byte
+    /// what quantizing our F32 export of the same checkpoint gives (the quantizer sees the same float32 values).
+    /// Written atomically: on failure or cancellation no file is left.
+    /// </summary>
+    public static void Export(MistralConfig config, ITensorSource source, GgufVocabulary vocab, string outPath, QuantizationMix mix,
         GgufExportOptions? options = null, CancellationToken ct = default)
     {
         options ??= new GgufExportOptions();
-        var fileType = FileTypeFor(type);
+        options.Progress.Report($"exporting GGUF ({mix}) to {outPath}");
+        AtomicFile.Write(outPath, stream => Export(config, source, vocab, stream, mix, options, ct));
+    }
+
+    public static void Export(MistralConfig config, ITensorSource source, GgufVocabulary vocab, Stream output, QuantizationMix mix,
+        GgufExportOptions? options = null, CancellationToken ct = default)
+    {
+        options ??= new GgufExportOptions();
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.Threads, 1);
         config.Validate();
         vocab.Validate();
         vocab = vocab.PadTo(config.VocabSize);
         var tensors = config.ExpectedTensors().ToList();
         CheckSource(source, tensors);
+        // The types llama-quantize would give each tensor of our F32 export.
+        var plan = MixPlanner.Plan(mix, MixModel.FromConfig(config),
+            tensors.Select(t => new MixTensor(HfTensorNames.ToGguf(t.Name)!, GgmlType.F32, t.Shape)).ToList());
+        GgmlType TypeOf(string hfName) => plan[HfTensorNames.ToGguf(hfName)!];
 
-        var writer = new GgufWriter(output);
-        WriteLlamaMetadata(writer, config, vocab, fileType, options);
+        using var writeBehind = new WriteBehindStream(output);
+        var writer = new GgufWriter(writeBehind);
+        WriteLlamaMetadata(writer, config, vocab, mix.FileType, options);
         foreach (var (hfName, shape) in tensors)
-            writer.AddTensorInfo(HfTensorNames.ToGguf(hfName)!, TensorType(hfName, shape.Length, type), shape);
+            writer.AddTensorInfo(HfTensorNames.ToGguf(hfName)!, TypeOf(hfName), shape);
         writer.WriteMetadata();
         writer.WriteTensorInfos();
 
         var maxElements = tensors.Max(t => Elements(t.Shape));
         var floats = new float[maxElements];
-        var bytes = new byte[tensors.Max(t => TensorType(t.Name, t.Shape.Length, type).Info().ByteSize(Elements(t.Shape)))];
+        var bytes = new byte[tensors.Max(t => TypeOf(t.Name).Info().ByteSize(Elements(t.Shape)))];
+        // Block quantizers need the permuted Q/K rows side by side; the float types convert row by row in place.
+        float[]? permuted = null;
         var meter = new ProgressMeter(writer.TensorDataBytes);
         long done = 0;
         for (var i = 0; i < tensors.Count; i++)
@@ -67,29 +95,40 @@ public static class GgufExporter
             ct.ThrowIfCancellationRequested();
             var (hfName, shape) = tensors[i];
             var ggufName = HfTensorNames.ToGguf(hfName)!;
-            var tensorType = TensorType(hfName, shape.Length, type);
+            var tensorType = TypeOf(hfName);
             var elements = (int)Elements(shape);
             var values = floats.AsSpan(0, elements);
             source.ReadFloat32(hfName, values);
             var byteCount = (int)tensorType.Info().ByteSize(elements);
             var encoded = bytes.AsSpan(0, byteCount);
             var headCount = RopeHeadCount(hfName, config);
+            var rows = (int)shape[0];
+            var cols = (int)shape[^1];
             if (headCount is { } heads)
             {
-                // Convert row by row straight into the permuted position: no second float buffer.
-                var rows = (int)shape[0];
-                var cols = (int)shape[1];
                 var headDim = RopePermutation.HeadDim(rows, heads);
-                var rowBytes = byteCount / rows;
-                for (var row = 0; row < rows; row++)
+                if (tensorType.Info().IsQuantized)
                 {
-                    var from = RopePermutation.HfRowForGgufRow(row, headDim);
-                    Encode(tensorType, values.Slice(from * cols, cols), encoded.Slice(row * rowBytes, rowBytes));
+                    permuted ??= new float[tensors.Where(t => RopeHeadCount(t.Name, config) is not null).Max(t => Elements(t.Shape))];
+                    var ordered = permuted.AsSpan(0, elements);
+                    for (var row = 0; row < rows; row++)
+                        values.Slice(RopePermutation.HfRowForGgufRow(row, headDim) * cols, cols).CopyTo(ordered.Slice(row * cols, cols));
+                    TensorEncoder.Encode(tensorType, ordered, encoded, cols, options.Threads, ct);
+                }
+                else
+                {
+                    // Convert row by row straight into the permuted position: no second float buffer.
+                    var rowBytes = byteCount / rows;
+                    for (var row = 0; row < rows; row++)
+                    {
+                        var from = RopePermutation.HfRowForGgufRow(row, headDim);
+                        TensorEncoder.Encode(tensorType, values.Slice(from * cols, cols), encoded.Slice(row * rowBytes, rowBytes), cols, options.Threads, ct);
+                    }
                 }
             }
             else
             {
-                Encode(tensorType, values, encoded);
+                TensorEncoder.Encode(tensorType, values, encoded, cols, options.Threads, ct);
             }
             writer.WriteTensorData(ggufName, encoded);
             done += GgufWriter.AlignUp(byteCount, writer.Alignment);
@@ -160,6 +199,16 @@ public static class GgufExporter
             $"GGUF export writes F32, F16 or BF16, got {type}; quantize the F16 export instead"),
     };
 
+    /// <summary>The F32, F16 and BF16 mixes; quantized exports name a <see cref="QuantizationMix"/> (Q4_K_M, ...).</summary>
+    public static QuantizationMix MixFor(GgmlType type) => type switch
+    {
+        GgmlType.F32 => QuantizationMixes.F32,
+        GgmlType.F16 => QuantizationMixes.F16,
+        GgmlType.BF16 => QuantizationMixes.BF16,
+        _ => throw new ErtasException(ErrorCode.GgufUnsupportedType,
+            $"a GGUF export of type {type} is not a llama.cpp mix; export with a mix instead ({QuantizationMixes.ValidNames})"),
+    };
+
     /// <summary>Norms and other 1-D tensors stay F32 (llama.cpp expects it); weights take the requested type.</summary>
     public static GgmlType TensorType(string name, int dimensions, GgmlType requested) =>
         dimensions <= 1 || name.EndsWith("norm.weight", StringComparison.Ordinal) ? GgmlType.F32 : requested;
@@ -169,17 +218,6 @@ public static class GgufExporter
         hfName.EndsWith(".self_attn.q_proj.weight", StringComparison.Ordinal) ? config.NumAttentionHeads
         : hfName.EndsWith(".self_attn.k_proj.weight", StringComparison.Ordinal) ? config.NumKeyValueHeads
         : null;
-
-    private static void Encode(GgmlType type, ReadOnlySpan<float> values, Span<byte> destination)
-    {
-        switch (type)
-        {
-            case GgmlType.F32: FloatConversions.SingleToSingleBytes(values, destination); break;
-            case GgmlType.F16: FloatConversions.SingleToHalfBytes(values, destination); break;
-            case GgmlType.BF16: FloatConversions.SingleToBFloat16Bytes(values, destination); break;
-            default: throw new ErtasException(ErrorCode.GgufUnsupportedType, $"cannot encode {type}");
-        }
-    }
 
     private static void CheckSource(ITensorSource source, List<(string Name, long[] Shape)> expected)
     {
@@ -206,4 +244,160 @@ public static class GgufExporter
 
     internal static double FloatToShortestDouble(float value) =>
         double.Parse(value.ToString("R", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+}
+
+/// <summary>
+/// Hands writes to one background thread through a few fixed buffers (bounded memory, order kept, so the output is
+/// byte-for-byte what direct writes give). Flush waits until everything reached the inner stream and flushed it;
+/// a failed background write surfaces on the next Write or Flush. Dispose does not dispose the inner stream.
+/// </summary>
+internal sealed class WriteBehindStream : Stream
+{
+    private const int ChunkBytes = 8 << 20;
+    private const int ChunkCount = 4;
+
+    private readonly Stream _inner;
+    private readonly BlockingCollection<byte[]> _free = new();
+    /// <summary>A null buffer is a flush request: the writer flushes the inner stream and sets the event.</summary>
+    private readonly BlockingCollection<(byte[]? Buffer, int Length, ManualResetEventSlim? Flushed)> _queue = new(ChunkCount + 1);
+    private readonly CancellationTokenSource _failed = new();
+    private readonly Thread _thread;
+    private ExceptionDispatchInfo? _error;
+    private byte[]? _current;
+    private int _used;
+    private long _written;
+    private bool _disposed;
+
+    public WriteBehindStream(Stream inner)
+    {
+        _inner = inner;
+        for (var i = 0; i < ChunkCount; i++)
+            _free.Add(new byte[ChunkBytes]);
+        _thread = new Thread(WriteLoop) { IsBackground = true, Name = "GGUF write-behind" };
+        _thread.Start();
+    }
+
+    public override bool CanRead => false;
+    public override bool CanSeek => false;
+    public override bool CanWrite => !_disposed;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => _written; set => throw new NotSupportedException(); }
+
+    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+    public override void Write(ReadOnlySpan<byte> data)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        while (data.Length > 0)
+        {
+            _current ??= Take();
+            var n = Math.Min(ChunkBytes - _used, data.Length);
+            data[..n].CopyTo(_current.AsSpan(_used));
+            _used += n;
+            _written += n;
+            data = data[n..];
+            if (_used == ChunkBytes)
+                Enqueue();
+        }
+    }
+
+    public override void Flush()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_used > 0)
+            Enqueue();
+        using var flushed = new ManualResetEventSlim();
+        Add((null, 0, flushed));
+        try
+        {
+            flushed.Wait(_failed.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            ThrowFailure();
+        }
+        ThrowFailure();
+    }
+
+    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing && !_disposed)
+        {
+            _disposed = true;
+            // Data not flushed by now belongs to a failed or cancelled export, whose file is deleted anyway.
+            _failed.Cancel();
+            _queue.CompleteAdding();
+            _thread.Join();
+            _queue.Dispose();
+            _free.Dispose();
+            _failed.Dispose();
+        }
+        base.Dispose(disposing);
+    }
+
+    private void Enqueue()
+    {
+        Add((_current, _used, null));
+        _current = null;
+        _used = 0;
+    }
+
+    private byte[] Take()
+    {
+        try
+        {
+            return _free.Take(_failed.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            ThrowFailure();
+            throw;
+        }
+    }
+
+    private void Add((byte[]?, int, ManualResetEventSlim?) item)
+    {
+        try
+        {
+            _queue.Add(item, _failed.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            ThrowFailure();
+            throw;
+        }
+    }
+
+    private void ThrowFailure() => _error?.Throw();
+
+    private void WriteLoop()
+    {
+        try
+        {
+            foreach (var (buffer, length, flushed) in _queue.GetConsumingEnumerable(_failed.Token))
+            {
+                if (buffer is null)
+                {
+                    _inner.Flush();
+                    flushed!.Set();
+                    continue;
+                }
+                _inner.Write(buffer, 0, length);
+                _free.Add(buffer);
+            }
+        }
+        catch (OperationCanceledException) when (_failed.IsCancellationRequested)
+        {
+            // Disposed before everything was written: nothing left to do.
+        }
+        catch (Exception e)
+        {
+            _error = ExceptionDispatchInfo.Capture(e);
+            _failed.Cancel();
+        }
+    }
 }

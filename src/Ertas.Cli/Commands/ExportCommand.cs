@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Ertas.Core;
 using Ertas.Gguf;
+using Ertas.Gguf.Mixes;
 using Ertas.Mistral.Checkpoints;
 using Ertas.Mistral.Tokenization;
 
@@ -10,14 +11,15 @@ namespace Ertas.Cli.Commands;
 public sealed class ExportCommand : ICommand
 {
     public IReadOnlyList<string> Verb { get; } = ["export"];
-    public string Usage => "ertas export --model DIR --out FILE.gguf --type f32|f16|bf16 [--name NAME] [--force]";
+    public string Usage => "ertas export --model DIR --out FILE.gguf --type f32|f16|bf16|q8_0|q4_k_m|... [--threads N] [--name NAME] [--force]";
     public string Summary => "Convert a Hugging Face Mistral folder to GGUF (streaming, one tensor in memory at a time).";
 
     public IReadOnlyList<OptionSpec> Options { get; } =
     [
         new("--model", "Hugging Face Mistral checkpoint folder (config.json, safetensors, tokenizer.model).", "DIR", Required: true),
         new("--out", "GGUF file to write.", "FILE", Required: true),
-        new("--type", "Tensor type for 2-D weights: f32, f16 or bf16 (norms stay f32).", "TYPE", Required: true),
+        new("--type", $"f32, f16, bf16 (2-D weights; norms stay f32) or a llama.cpp quantization mix, quantized straight from the checkpoint: {QuantizationMixes.ValidNames}.", "TYPE", Required: true),
+        new("--threads", "Threads quantizing each tensor (default: all cores); the output does not depend on it.", "N"),
         new("--name", "general.name (default: the folder's name).", "NAME"),
         new("--force", "Overwrite an existing output file."),
     ];
@@ -26,7 +28,7 @@ public sealed class ExportCommand : ICommand
     {
         var folder = args.Require("--model");
         var output = args.Require("--out");
-        var type = ParseType(args.Require("--type"));
+        var mix = QuantizationMixes.Parse(args.Require("--type"));
         if (File.Exists(output) && !args.Has("--force"))
             throw new ErtasException(ErrorCode.OutputExists, $"'{output}' exists; pass --force to overwrite it", output);
         if (!Directory.Exists(folder))
@@ -45,18 +47,10 @@ public sealed class ExportCommand : ICommand
         {
             ModelName = args.Get("--name") ?? Path.GetFileName(Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar)),
             Progress = new TextProgressSink(context.Error),
+            Threads = args.GetInt("--threads", Environment.ProcessorCount, min: 1, max: 1024),
         };
-        GgufExporter.Export(checkpoint.Config, checkpoint, TokenizerVocabularies.FromTokenizer(tokenizer), output, type, options, context.Cancellation);
-        context.Error.WriteLine($"export: wrote {output} ({new FileInfo(output).Length / 1e6:F1} MB, {type}) in {clock.Elapsed.TotalSeconds:F1} s");
+        GgufExporter.Export(checkpoint.Config, checkpoint, TokenizerVocabularies.FromTokenizer(tokenizer), output, mix, options, context.Cancellation);
+        context.Error.WriteLine($"export: wrote {output} ({new FileInfo(output).Length / 1e6:F1} MB, {mix}) in {clock.Elapsed.TotalSeconds:F1} s");
         return 0;
-    }
-
-    public static GgmlType ParseType(string text)
-    {
-        foreach (var type in GgufExporter.SupportedTypes)
-            if (string.Equals(type.ToString(), text, StringComparison.OrdinalIgnoreCase))
-                return type;
-        throw new ErtasException(ErrorCode.InvalidArgument,
-            $"unknown --type '{text}'; valid types: {string.Join(", ", GgufExporter.SupportedTypes.Select(t => t.ToString().ToLowerInvariant()))}");
     }
 }

@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Ertas.Core;
 using Ertas.Gguf;
+using Ertas.Gguf.Mixes;
 
 namespace Ertas.Cli.Commands;
 
@@ -48,6 +49,8 @@ public sealed class InspectCommand : ICommand
         var inv = CultureInfo.InvariantCulture;
         o.WriteLine($"file: {Path.GetFileName(path)}");
         o.WriteLine(string.Create(inv, $"GGUF v{reader.Version}, alignment {reader.Alignment}, {reader.Metadata.Count} metadata keys, {reader.Tensors.Count} tensors, {elements} weights, {bytes} tensor bytes, {bpw:F2} bits per weight"));
+        if (FileTypeName(reader) is { } fileType)
+            o.WriteLine($"file type: {fileType}");
         o.WriteLine();
         o.WriteLine("metadata:");
         foreach (var kv in reader.Metadata)
@@ -61,6 +64,18 @@ public sealed class InspectCommand : ICommand
         o.WriteLine();
         foreach (var group in reader.Tensors.GroupBy(t => t.Type).OrderBy(g => g.Key))
             o.WriteLine(string.Create(inv, $"  {group.Key}: {group.Count()} tensors, {group.Sum(t => t.ByteSize)} bytes"));
+    }
+
+    /// <summary>
+    /// <c>general.file_type</c> by llama-quantize's name (F16, Q4_K_M, ...) with its number, or null when absent.
+    /// Bits per weight above count tensor bytes without padding over all weights, as llama-quantize reports BPW.
+    /// </summary>
+    private static string? FileTypeName(GgufReader reader)
+    {
+        if (!reader.TryGet(Keys.General.FileType, out var entry) || entry.Value is not uint value)
+            return null;
+        var name = QuantizationMixes.ForFileType((LlamaFileType)value)?.Name ?? "unknown to ertas";
+        return string.Create(CultureInfo.InvariantCulture, $"{name} (general.file_type {value})");
     }
 
     private static string Describe(GgufKeyValue kv)
@@ -113,6 +128,7 @@ public sealed class InspectCommand : ICommand
             ["weights"] = elements,
             ["tensor_bytes"] = bytes,
             ["bits_per_weight"] = Math.Round(bpw, 4),
+            ["file_type"] = FileTypeName(reader),
             ["metadata"] = metadata,
             ["tensors"] = tensors,
         };

@@ -143,8 +143,10 @@ public sealed class BadInputTests(CliModels models) : IDisposable
     public void BadType_FailsWithInvalidArgumentListingTheValidTypes()
     {
         var error = AssertFailsWithoutWriting(ErrorCode.InvalidArgument, _work.Path,
-            "export", "--model", models.TinyFolder, "--out", _work.Combine("x.gguf"), "--type", "q4_k_m");
-        Assert.Contains("f32, f16, bf16", error, StringComparison.Ordinal);
+            "export", "--model", models.TinyFolder, "--out", _work.Combine("x.gguf"), "--type", "q4_k_xl");
+        Assert.Contains("'q4_k_xl'", error, StringComparison.Ordinal);
+        Assert.Contains("F32, F16, BF16, Q8_0", error, StringComparison.Ordinal);
+        Assert.Contains("Q4_K_M", error, StringComparison.Ordinal);
     }
 
     [Fact]
