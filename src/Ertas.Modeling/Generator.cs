@@ -47,6 +47,7 @@ public sealed class Generator(MistralModel model)
         var stop = StopReason.MaxNewTokens;
         if (options.MaxNewTokens == 0) return new GenerateResult(generated, stepLogits, stop);
 
+        model.CheckIdRange(prompt.Min(), prompt.Max()); // generated ids are argmaxes over the vocab: valid by construction
         using var noGrad = no_grad();
         using var cache = new KvCache(model.Config, model.Options, prompt.Count + options.MaxNewTokens);
         var input = prompt.Select(id => (long)id).ToArray();
@@ -58,8 +59,8 @@ public sealed class Generator(MistralModel model)
             using (NewDisposeScope())
             {
                 var ids = tensor(input, [1, input.Length], device: model.Device);          // (1, T)
-                var logits = model.forward(ids, start, cache);                              // (1, T, vocab)
-                last = logits[0, -1].cpu().data<float>().ToArray();                        // (vocab,)
+                var logits = model.Forward(ids, start, cache, lastPositionOnly: true);      // (1, 1, vocab)
+                last = logits.cpu().data<float>().ToArray();                                // (vocab,)
             }
             start += input.Length;
             var next = ArgMaxLowestId(last);

@@ -68,8 +68,10 @@ public sealed class KvCache : IDisposable
         var slots = new long[count - storeFrom];
         for (var t = 0; t < slots.Length; t++) slots[t] = (start + storeFrom + t) % Capacity;
 
+        // Until the ring first wraps, slot p holds position p, so the new keys go right after the cached ones.
+        var inOrder = start + count <= Capacity;
         var (mask, isCausal) = AttentionMask.Build(queryPositions, keyPositions, Window, device);
-        return new CacheStep(readCount, storeFrom, tensor(slots, device: device), mask, isCausal);
+        return new CacheStep(readCount, storeFrom, slots, mask, isCausal, inOrder);
     }
 
     internal void Commit(int count) => Length += count;
@@ -87,20 +89,31 @@ public sealed class KvCache : IDisposable
 /// <summary>One layer's buffers, (B, n_kv_heads, slots, head_dim).</summary>
 internal sealed record LayerKv(Tensor Keys, Tensor Values)
 {
-    /// <summary>Returns cached + new keys and values (B, n_kv_heads, ReadCount + T, head_dim), then stores the new ones.
-    /// The concatenation copies, so storing afterwards cannot disturb what this step attends to.</summary>
+    /// <summary>Returns cached + new keys and values (B, n_kv_heads, ReadCount + T, head_dim) and stores the new ones.</summary>
     public (Tensor Keys, Tensor Values) Append(Tensor newKeys, Tensor newValues, CacheStep step)
     {
+        var count = newKeys.shape[2];
+        if (step.InOrder && !newKeys.requires_grad && !newValues.requires_grad)
+        {
+            // The decode path: store in place and attend a view of the buffer, no copy of the cached keys.
+            Keys.narrow(2, step.ReadCount, count).copy_(newKeys);
+            Values.narrow(2, step.ReadCount, count).copy_(newValues);
+            return (Keys.narrow(2, 0, step.ReadCount + count), Values.narrow(2, 0, step.ReadCount + count));
+        }
+        // A wrapped ring (slots out of order), or gradients that must reach the new keys: attend a concatenation,
+        // a copy, so storing afterwards cannot disturb what this step attends to.
         var keys = step.ReadCount == 0 ? newKeys : cat([Keys.narrow(2, 0, step.ReadCount), newKeys], dim: 2);
         var values = step.ReadCount == 0 ? newValues : cat([Values.narrow(2, 0, step.ReadCount), newValues], dim: 2);
-        var stored = newKeys.shape[2] - step.StoreFrom;
-        Keys.index_copy_(2, step.StoreSlots, newKeys.narrow(2, step.StoreFrom, stored).detach());
-        Values.index_copy_(2, step.StoreSlots, newValues.narrow(2, step.StoreFrom, stored).detach());
+        var stored = count - step.StoreFrom;
+        using var slots = tensor(step.StoreSlots, device: Keys.device);
+        Keys.index_copy_(2, slots, newKeys.narrow(2, step.StoreFrom, stored).detach());
+        Values.index_copy_(2, slots, newValues.narrow(2, step.StoreFrom, stored).detach());
         return (keys, values);
     }
 }
 
-internal sealed record CacheStep(int ReadCount, int StoreFrom, Tensor StoreSlots, Tensor? Mask, bool IsCausal);
+/// <param name="InOrder">Slot p holds position p for every key this step reads and writes (the ring has not wrapped).</param>
+internal sealed record CacheStep(int ReadCount, int StoreFrom, long[] StoreSlots, Tensor? Mask, bool IsCausal, bool InOrder);
 
 /// <summary>
 /// Which keys each query may see: key position j is visible from query position i when j &lt;= i and, with a sliding

@@ -59,9 +59,10 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        var h = x.to(ScalarType.Float32);
-        var meanSquare = h.pow(2).mean([-1], keepdim: true); // (..., 1)
-        return weight * (h * (meanSquare + _eps).rsqrt()).to(x.dtype);
+        var h = x.dtype == ScalarType.Float32 ? x : x.to(ScalarType.Float32); // a same-type to() is still a call
+        var meanSquare = h.pow(2).mean([-1], keepdim: true);                  // (..., 1)
+        var normalised = h * (meanSquare + _eps).rsqrt();
+        return weight * (normalised.dtype == x.dtype ? normalised : normalised.to(x.dtype));
     }
 }
 
@@ -81,23 +82,34 @@ public sealed class Attention : nn.Module
         RegisterComponents();
     }
 
-    internal Tensor forward(Tensor x, Tensor cos, Tensor sin, AttentionInputs plan, LayerKv? kv)
+    internal Tensor forward(Tensor x, AttentionInputs plan, LayerKv? kv)
     {
         var (b, t) = (x.shape[0], x.shape[1]);
         var q = q_proj.call(x).view(b, t, _heads, _headDim).transpose(1, 2);   // (B, n_heads, T, head_dim)
         var k = k_proj.call(x).view(b, t, _kvHeads, _headDim).transpose(1, 2); // (B, n_kv_heads, T, head_dim)
         var v = v_proj.call(x).view(b, t, _kvHeads, _headDim).transpose(1, 2); // (B, n_kv_heads, T, head_dim)
-        q = Rope.Apply(q, cos, sin);
-        k = Rope.Apply(k, cos, sin);
+        q = Rope.ApplySigned(q, plan.Cos, plan.SignedSin);
+        k = Rope.ApplySigned(k, plan.Cos, plan.SignedSin);
         if (kv is not null && plan.Cache is { } step)
             (k, v) = kv.Append(k, v, step);                                   // (B, n_kv_heads, S, head_dim)
-        var groups = _heads / _kvHeads;                                       // query heads sharing one KV head
-        if (groups > 1)
+        var groups = _heads / _kvHeads;                                       // query heads sharing one KV head (h = kv * groups + g)
+        Tensor y;
+        if (plan.Mask is null && !plan.IsCausal)
         {
-            k = k.repeat_interleave(groups, dim: 1);                          // (B, n_heads, S, head_dim)
-            v = v.repeat_interleave(groups, dim: 1);                          // (B, n_heads, S, head_dim)
+            // Every query sees every key (always so for one decode step): the groups*T queries of a KV head can
+            // attend its keys as one block, with no repeated copy of the keys and values.
+            var grouped = q.reshape(b, _kvHeads, groups * t, _headDim);       // (B, n_kv_heads, groups * T, head_dim)
+            y = F.scaled_dot_product_attention(grouped, k, v).view(b, _heads, t, _headDim); // (B, n_heads, T, head_dim)
         }
-        var y = F.scaled_dot_product_attention(q, k, v, plan.Mask, p: 0.0, is_casual: plan.IsCausal); // (B, n_heads, T, head_dim)
+        else
+        {
+            if (groups > 1)
+            {
+                k = k.repeat_interleave(groups, dim: 1);                      // (B, n_heads, S, head_dim)
+                v = v.repeat_interleave(groups, dim: 1);                      // (B, n_heads, S, head_dim)
+            }
+            y = F.scaled_dot_product_attention(q, k, v, plan.Mask, p: 0.0, is_casual: plan.IsCausal); // (B, n_heads, T, head_dim)
+        }
         y = y.transpose(1, 2).reshape(b, t, _heads * _headDim);               // (B, T, n_heads * head_dim)
         return o_proj.call(y);                                                // (B, T, H)
     }
@@ -135,9 +147,9 @@ public sealed class DecoderLayer : nn.Module
         RegisterComponents();
     }
 
-    internal Tensor forward(Tensor x, Tensor cos, Tensor sin, AttentionInputs plan, LayerKv? kv)
+    internal Tensor forward(Tensor x, AttentionInputs plan, LayerKv? kv)
     {
-        var h = x + self_attn.forward(input_layernorm.call(x), cos, sin, plan, kv); // (B, T, H)
+        var h = x + self_attn.forward(input_layernorm.call(x), plan, kv);           // (B, T, H)
         return h + mlp.call(post_attention_layernorm.call(h));                      // (B, T, H)
     }
 }
@@ -158,9 +170,9 @@ public sealed class MistralTransformer : nn.Module
     }
 }
 
-/// <summary>What every layer's attention needs for one forward: the mask (null: none or SDPA's causal one) and the
-/// cache plan when decoding incrementally.</summary>
-internal sealed record AttentionInputs(Tensor? Mask, bool IsCausal, CacheStep? Cache);
+/// <summary>What every layer's attention needs for one forward: RoPE rows (T, head_dim) for the new positions, the mask
+/// (null: none or SDPA's causal one) and the cache plan when decoding incrementally.</summary>
+internal sealed record AttentionInputs(Tensor Cos, Tensor SignedSin, Tensor? Mask, bool IsCausal, CacheStep? Cache);
 
 /// <summary>
 /// Mistral for causal LM (HF <c>MistralForCausalLM</c>). Construct with <see cref="Load"/>; the constructor alone
@@ -181,7 +193,10 @@ public sealed class MistralModel : nn.Module<Tensor, Tensor>
         if (!config.TieWordEmbeddings)
             lm_head = new Linear(config.HiddenSize, config.VocabSize, Options.DType, Device);
         RegisterComponents();
+        _rope = new RopeTable(config.HeadDim, config.RopeTheta, Options.DType, Device);
     }
+
+    private readonly RopeTable _rope; // a holder, not a tensor field: registers no buffer, so no state-dict name
 
     public MistralConfig Config { get; }
     public ModelOptions Options { get; }
@@ -212,30 +227,43 @@ public sealed class MistralModel : nn.Module<Tensor, Tensor>
     public Tensor forward(Tensor ids, long startPos, KvCache? cache)
     {
         CheckIds(ids, startPos, cache);
-        var t = (int)ids.shape[1];
-        var positions = arange(startPos, startPos + t, dtype: ScalarType.Int64, device: Device);     // (T,)
-        var (cos, sin) = Rope.CosSin(Rope.InverseFrequencies(Config.HeadDim, Config.RopeTheta, Device), positions, Options.DType); // (T, head_dim)
+        return Forward(ids, startPos, cache, lastPositionOnly: false);
+    }
 
+    /// <summary><see cref="forward(Tensor, long, KvCache?)"/> for ids already known to be valid (the generator's),
+    /// without reading them back; with <paramref name="lastPositionOnly"/> the logits are (B, 1, vocab), the only row
+    /// greedy decoding needs (norm and lm_head are per position, so the other rows need not be computed).</summary>
+    internal Tensor Forward(Tensor ids, long startPos, KvCache? cache, bool lastPositionOnly)
+    {
+        var t = (int)ids.shape[1];
+        var (cos, signedSin) = _rope.Rows(startPos, t);                                              // (T, head_dim)
         AttentionInputs plan;
         if (cache is null)
         {
             var pos = Enumerable.Range(0, t).Select(i => startPos + i).ToArray();
             var (mask, causal) = AttentionMask.Build(pos, pos, Config.SlidingWindow, Device);
-            plan = new AttentionInputs(mask, causal, null);
+            plan = new AttentionInputs(cos, signedSin, mask, causal, null);
         }
         else
         {
             var step = cache.Plan(startPos, t, Device);
-            plan = new AttentionInputs(step.Mask, step.IsCausal, step);
+            plan = new AttentionInputs(cos, signedSin, step.Mask, step.IsCausal, step);
         }
 
         var x = model.embed_tokens.call(ids);                                                       // (B, T, H)
         for (var i = 0; i < Config.NumHiddenLayers; i++)
-            x = model.layers[i].forward(x, cos, sin, plan, cache?.Layer(i));                          // (B, T, H)
+            x = model.layers[i].forward(x, plan, cache?.Layer(i));                                   // (B, T, H)
+        if (lastPositionOnly && t > 1) x = x.narrow(1, t - 1, 1);                                   // (B, 1, H)
         x = model.norm.call(x);                                                                      // (B, T, H)
         var logits = lm_head is null ? F.linear(x, model.embed_tokens.weight) : lm_head.call(x);   // (B, T, vocab)
         cache?.Commit(t);
-        return logits.to(ScalarType.Float32);
+        return logits.dtype == ScalarType.Float32 ? logits : logits.to(ScalarType.Float32);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _rope.Dispose();
+        base.Dispose(disposing);
     }
 
     private void CheckIds(Tensor ids, long startPos, KvCache? cache)
@@ -248,7 +276,11 @@ public sealed class MistralModel : nn.Module<Tensor, Tensor>
         if (cache is not null && cache.BatchSize != ids.shape[0])
             throw new ErtasException(ErrorCode.ModelInputInvalid,
                 $"the KV cache was made for batch size {cache.BatchSize}, got ids of batch size {ids.shape[0]}");
-        var (min, max) = (ids.min().item<long>(), ids.max().item<long>());
+        CheckIdRange(ids.min().item<long>(), ids.max().item<long>());
+    }
+
+    internal void CheckIdRange(long min, long max)
+    {
         if (min < 0 || max >= Config.VocabSize)
             throw new ErtasException(ErrorCode.ModelInputInvalid,
                 $"token ids must lie in [0, {Config.VocabSize}), got values from {min} to {max}");

@@ -36,4 +36,49 @@ public static class Rope
 
     /// <summary>Rotates x (..., T, head_dim) by its positions; cos/sin (T, head_dim) broadcast over leading dims.</summary>
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin) => x * cos + RotateHalf(x) * sin;
+
+    /// <summary><see cref="Apply"/> in 4 tensor ops instead of 7: <paramref name="signedSin"/> is sin with its first half
+    /// negated, so rotate_half(x) * sin = roll(x, head_dim/2) * signedSin, bit for bit (-a * b == a * -b).</summary>
+    internal static Tensor ApplySigned(Tensor x, Tensor cos, Tensor signedSin) =>
+        x * cos + x.roll(x.shape[^1] / 2, -1) * signedSin;
+}
+
+/// <summary>
+/// cos and sign-folded sin (see <see cref="Rope.ApplySigned"/>) for positions 0..Positions-1, computed once with
+/// <see cref="Rope.CosSin"/>'s numerics and grown on demand, so a decode step only takes two row views. A plain holder,
+/// not a module field: a tensor field on a module would be registered as a buffer and add names to the state dict.
+/// </summary>
+internal sealed class RopeTable(int headDim, double theta, ScalarType dtype, Device device) : IDisposable
+{
+    private const int InitialPositions = 512;
+    private Tensor? _cos, _signedSin; // (positions, head_dim)
+
+    public long Positions => _cos?.shape[0] ?? 0;
+
+    /// <summary>Rows for positions start..start+count-1: views, shapes (count, head_dim).</summary>
+    public (Tensor Cos, Tensor SignedSin) Rows(long start, long count)
+    {
+        if (start + count > Positions) Grow(Math.Max(start + count, Math.Max(2 * Positions, InitialPositions)));
+        return (_cos!.narrow(0, start, count), _signedSin!.narrow(0, start, count));
+    }
+
+    private void Grow(long positions)
+    {
+        Dispose();
+        using var scope = NewDisposeScope();
+        var all = arange(0, positions, dtype: ScalarType.Int64, device: device);
+        var (cos, sin) = Rope.CosSin(Rope.InverseFrequencies(headDim, theta, device), all, dtype); // (positions, head_dim)
+        var half = headDim / 2;
+        var signedSin = cat([sin.narrow(-1, 0, half).neg(), sin.narrow(-1, half, half)], dim: -1);
+        // The table outlives whatever dispose scope the forward that grew it runs in.
+        _cos = cos.contiguous().DetachFromDisposeScope();
+        _signedSin = signedSin.DetachFromDisposeScope();
+    }
+
+    public void Dispose()
+    {
+        _cos?.Dispose();
+        _signedSin?.Dispose();
+        (_cos, _signedSin) = (null, null);
+    }
 }
