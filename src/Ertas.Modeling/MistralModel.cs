@@ -69,7 +69,8 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 /// <summary>Grouped-query causal self-attention with RoPE and an optional sliding window.</summary>
 public sealed class Attention : nn.Module
 {
-    public readonly Linear q_proj, k_proj, v_proj, o_proj;
+    // Typed as modules, not Linear, so QLoRA can swap in a LoRA-wrapped projection under the same name.
+    public nn.Module<Tensor, Tensor> q_proj, k_proj, v_proj, o_proj;
     private readonly int _heads, _kvHeads, _headDim;
 
     public Attention(MistralConfig c, ScalarType dtype, Device device) : base(nameof(Attention))
@@ -118,7 +119,7 @@ public sealed class Attention : nn.Module
 /// <summary>SwiGLU: down(silu(gate(x)) * up(x)).</summary>
 public sealed class Mlp : nn.Module<Tensor, Tensor>
 {
-    public readonly Linear gate_proj, up_proj, down_proj;
+    public nn.Module<Tensor, Tensor> gate_proj, up_proj, down_proj; // swappable for LoRA, like Attention's
 
     public Mlp(MistralConfig c, ScalarType dtype, Device device) : base(nameof(Mlp))
     {

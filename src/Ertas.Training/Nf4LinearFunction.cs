@@ -1,0 +1,35 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Ertas.Training;
+
+/// <summary>
+/// y = x W^T for a frozen W held as NF4, as a custom autograd function: forward dequantizes W, multiplies and drops
+/// it; backward dequantizes again for dx = dy W. Autograd therefore never holds a dequantized copy between forward and
+/// backward (F.linear would save W for the input gradient), and nothing is saved at all: W needs no gradient, so x is
+/// not needed either. This is bitsandbytes' MatMul4Bit trade: a second dequantization for 4 bits instead of 16 held.
+/// </summary>
+internal sealed class Nf4LinearFunction : autograd.SingleTensorFunction<Nf4LinearFunction>
+{
+    public override string Name => nameof(Nf4LinearFunction);
+
+    /// <summary>vars: input Tensor, <see cref="Nf4Tensor"/> weight.</summary>
+    public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+    {
+        var (x, weight) = ((Tensor)vars[0], (Nf4Tensor)vars[1]);
+        ctx.save_data("weight", weight);
+        ctx.save_data("dtype", x.dtype);
+        using var w = weight.Dequantize(x.dtype);
+        return F.linear(x, w);
+    }
+
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
+    {
+        var weight = (Nf4Tensor)ctx.get_data("weight");
+        using var w = weight.Dequantize((ScalarType)ctx.get_data("dtype"));
+        return [grad_output.matmul(w), null!]; // no gradient for the (non-tensor) weight argument
+    }
+
+    public static Tensor Apply(Tensor x, Nf4Tensor weight) => apply(x, weight);
+}
