@@ -14,6 +14,7 @@ public static class CliApp
         new ExportCommand(),
         new QuantizeCommand(),
         new InspectCommand(),
+        new TrainCommand(),
     ];
 
     public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, CancellationToken ct = default)

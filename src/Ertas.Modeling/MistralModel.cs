@@ -261,6 +261,50 @@ public sealed class MistralModel : nn.Module<Tensor, Tensor>
         return logits.dtype == ScalarType.Float32 ? logits : logits.to(ScalarType.Float32);
     }
 
+    /// <summary>
+    /// Training forward over packed rows: ids, positionIds, segmentIds (B, T) int64 (int32 accepted) -> logits
+    /// (B, T, vocab) float32. RoPE uses each token's own position (restarting per example) and attention is
+    /// block-diagonal and causal: q sees k when seg[q] == seg[k] and k &lt;= q (and q - k &lt; sliding_window), so packed
+    /// examples never see each other. <paramref name="runLayer"/>(layer, x, index), when given, runs each layer (for
+    /// activation checkpointing); it must return layer(x).
+    /// </summary>
+    public Tensor ForwardPacked(Tensor ids, Tensor positionIds, Tensor segmentIds, Func<Func<Tensor, Tensor>, Tensor, int, Tensor>? runLayer = null)
+    {
+        CheckIds(ids, 0, null);
+        if (!positionIds.shape.SequenceEqual(ids.shape) || !segmentIds.shape.SequenceEqual(ids.shape))
+            throw new ErtasException(ErrorCode.ModelInputInvalid,
+                $"position and segment ids must have the ids' shape [{string.Join(", ", ids.shape)}], got [{string.Join(", ", positionIds.shape)}] and [{string.Join(", ", segmentIds.shape)}]");
+        var (b, t) = (ids.shape[0], ids.shape[1]);
+        var positions = positionIds.to(ScalarType.Int64, Device);
+        var (minPos, maxPos) = (positions.min().item<long>(), positions.max().item<long>());
+        if (minPos < 0)
+            throw new ErtasException(ErrorCode.ModelInputInvalid, $"position ids must be >= 0, got {minPos}");
+        var (cosTable, signedSinTable) = _rope.Rows(0, maxPos + 1);                                   // (maxPos+1, head_dim)
+        var flat = positions.reshape(-1);
+        var cos = cosTable.index_select(0, flat).view(b, 1, t, -1);                                  // (B, 1, T, head_dim)
+        var signedSin = signedSinTable.index_select(0, flat).view(b, 1, t, -1);                      // (B, 1, T, head_dim)
+
+        var segments = segmentIds.to(ScalarType.Int64, Device);
+        var sameSegment = segments.unsqueeze(2).eq(segments.unsqueeze(1));                          // (B, T, T) [q, k]
+        var index = arange(t, dtype: ScalarType.Int64, device: Device);
+        var distance = index.unsqueeze(1) - index.unsqueeze(0);                                      // (T, T): q - k
+        var visible = distance.ge(0);
+        if (Config.SlidingWindow is { } window) visible = visible.logical_and(distance.lt(window));
+        var mask = sameSegment.logical_and(visible).unsqueeze(1);                                   // (B, 1, T, T) bool
+        var plan = new AttentionInputs(cos, signedSin, mask, IsCausal: false, Cache: null);
+
+        var x = model.embed_tokens.call(ids);                                                       // (B, T, H)
+        for (var i = 0; i < Config.NumHiddenLayers; i++)
+        {
+            var layer = model.layers[i];
+            Tensor RunLayer(Tensor input) => layer.forward(input, plan, null);
+            x = runLayer is null ? RunLayer(x) : runLayer(RunLayer, x, i);                          // (B, T, H)
+        }
+        x = model.norm.call(x);
+        var logits = lm_head is null ? F.linear(x, model.embed_tokens.weight) : lm_head.call(x);   // (B, T, vocab)
+        return logits.dtype == ScalarType.Float32 ? logits : logits.to(ScalarType.Float32);
+    }
+
     protected override void Dispose(bool disposing)
     {
         if (disposing) _rope.Dispose();

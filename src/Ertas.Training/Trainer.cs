@@ -1,0 +1,358 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using Ertas.Core;
+using Ertas.Data;
+using Ertas.Mistral;
+using Ertas.Mistral.Checkpoints;
+using Ertas.Modeling;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Ertas.Training;
+
+/// <summary>
+/// QLoRA training of a <see cref="MistralModel"/> on packed rows: the base is loaded, its target projections are
+/// quantized to NF4 and wrapped with LoRA (everything else frozen), and AdamW trains the adapters on cross-entropy over
+/// the rows' labels (ignore -100; the mean over every trained token of an optimizer step, whatever the micro-batch
+/// split). On CPU the same options and data give the same adapter bytes.
+/// </summary>
+public sealed class Trainer : IDisposable
+{
+    public const string AdapterConfigFile = "adapter_config.json";
+    public const string AdapterWeightsFile = "adapter_model.safetensors";
+    public const string MetricsFile = "metrics.jsonl";
+
+    private Trainer(MistralModel model, IReadOnlyList<LoraTarget> targets, TrainingOptions options, string baseModelName)
+    {
+        (Model, Targets, Options, BaseModelName) = (model, targets, options, baseModelName);
+        Trainable = [.. model.named_parameters().Where(p => p.parameter.requires_grad).Select(p => (Tensor)p.parameter)];
+        _layerParameters = [.. Enumerable.Range(0, model.Config.NumHiddenLayers).Select(i =>
+            (IReadOnlyList<Tensor>)[.. model.named_parameters()
+                .Where(p => p.parameter.requires_grad && p.name.StartsWith($"model.layers.{i}.", StringComparison.Ordinal))
+                .Select(p => (Tensor)p.parameter)])];
+    }
+
+    private readonly IReadOnlyList<Tensor>[] _layerParameters;
+
+    public MistralModel Model { get; }
+    public IReadOnlyList<LoraTarget> Targets { get; }
+    public TrainingOptions Options { get; }
+    public string BaseModelName { get; }
+
+    /// <summary>The LoRA factors, in module order: the only tensors that require grad.</summary>
+    public IReadOnlyList<Tensor> Trainable { get; }
+
+    /// <summary>Loads the HF folder <paramref name="baseFolder"/> and injects LoRA (NF4 base when <see cref="TrainingOptions.QuantizeBase"/>).</summary>
+    public static Trainer Load(string baseFolder, TrainingOptions options)
+    {
+        options.Validate();
+        using var checkpoint = HfCheckpoint.Open(baseFolder);
+        var device = options.Device.Equals("auto", StringComparison.OrdinalIgnoreCase) ? ModelOptions.AutoDevice() : options.Device;
+        var model = MistralModel.Load(checkpoint.Config, checkpoint, new ModelOptions { DType = options.DType, Device = device });
+        return FromModel(model, options, options.BaseModelName ?? Path.GetFullPath(baseFolder));
+    }
+
+    /// <summary>Injects LoRA into an already loaded <paramref name="model"/>, which the trainer then owns.</summary>
+    public static Trainer FromModel(MistralModel model, TrainingOptions options, string baseModelName)
+    {
+        options.Validate();
+        try
+        {
+            var targets = LoraInjection.Inject(model, options.ToLoraOptions());
+            return new Trainer(model, targets, options, baseModelName);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Trains on <paramref name="train"/>, evaluating on <paramref name="eval"/> (when it has rows) every
+    /// <see cref="TrainingOptions.EvalEvery"/> steps and after the last. One progress line and, when
+    /// <paramref name="metricsPath"/> is given, one JSON line per optimizer step.
+    /// </summary>
+    public TrainingResult Train(PackedSplit train, PackedSplit eval, IProgressSink progress, string? metricsPath = null,
+        CancellationToken cancellationToken = default)
+    {
+        if (train.RowCount == 0)
+            throw new ErtasException(ErrorCode.DatasetNoExamples, "the training split has no rows");
+        if (train.TrainedTokenCount == 0)
+            throw new ErtasException(ErrorCode.DatasetNoExamples, "the training split has no trained tokens (every label is ignored)");
+        var steps = PlanSteps(train.RowCount);
+        var schedule = LrSchedule.Create(Options.Scheduler, Options.LearningRate, steps.Count, Options.WarmupSteps, Options.WarmupRatio);
+        torch.manual_seed((long)(Options.Seed & long.MaxValue)); // dropout draws from the default generator
+        using var optimizer = new AdamW(Trainable, weightDecay: Options.WeightDecay);
+        using var metrics = metricsPath is null ? null : new StreamWriter(metricsPath, append: false);
+
+        var losses = new List<double>(steps.Count);
+        var evals = new List<(long, double)>();
+        long trainedTokens = 0, processedTokens = 0;
+        var clock = Stopwatch.StartNew();
+        Model.train();
+        for (var step = 0; step < steps.Count; step++)
+        {
+            var microBatches = steps[step];
+            var stepTrained = microBatches.Sum(rows => CountTrained(train, rows));
+            double lossSum = 0;
+            foreach (var rows in microBatches)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using var scope = NewDisposeScope();
+                var (ids, labels, positions, segments) = Batch(train, rows);
+                var logits = Model.ForwardPacked(ids, positions, segments, Options.GradientCheckpointing ? RunCheckpointed : null);
+                var summed = F.cross_entropy(logits.view(-1, logits.shape[^1]), labels.view(-1),
+                    ignore_index: PackedSplit.IgnoreIndex, reduction: nn.Reduction.Sum);
+                if (stepTrained > 0)
+                    (summed / stepTrained).backward();
+                lossSum += summed.item<float>();
+                processedTokens += rows.Sum(r => CountTokens(train, r));
+            }
+            var lr = schedule.At(step);
+            var gradNorm = Options.MaxGradNorm > 0 ? GradientClipping.ClipGradNorm(Trainable, Options.MaxGradNorm) : double.NaN;
+            optimizer.Step(lr);
+            optimizer.ZeroGrad();
+            var loss = stepTrained > 0 ? lossSum / stepTrained : double.NaN;
+            losses.Add(loss);
+            trainedTokens += stepTrained;
+
+            double? evalLoss = null;
+            var isLast = step == steps.Count - 1;
+            if (eval.RowCount > 0 && eval.TrainedTokenCount > 0 && (isLast || (Options.EvalEvery > 0 && (step + 1) % Options.EvalEvery == 0)))
+            {
+                evalLoss = Evaluate(eval, cancellationToken);
+                evals.Add((step + 1, evalLoss.Value));
+            }
+
+            var seconds = Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
+            var tokensPerSecond = processedTokens / seconds;
+            var eta = TimeSpan.FromSeconds(seconds / (step + 1) * (steps.Count - step - 1));
+            progress.Report(string.Create(CultureInfo.InvariantCulture,
+                $"step {step + 1}/{steps.Count} loss {loss:F3} lr {lr:0.0#e+0} tok/s {tokensPerSecond:F0} ETA {eta:hh\\:mm\\:ss}") +
+                (evalLoss is { } e ? string.Create(CultureInfo.InvariantCulture, $" eval_loss {e:F3}") : ""));
+            if (metrics is not null)
+            {
+                metrics.WriteLine(MetricsLine(step + 1, loss, lr, gradNorm, stepTrained, tokensPerSecond, evalLoss));
+                metrics.Flush();
+            }
+        }
+        Model.eval();
+        return new TrainingResult(losses, evals, steps.Count, trainedTokens, processedTokens, clock.Elapsed);
+    }
+
+    /// <summary>Mean cross-entropy over every trained token of <paramref name="split"/>, without dropout or gradients.</summary>
+    public double Evaluate(PackedSplit split, CancellationToken cancellationToken = default)
+    {
+        var wasTraining = Model.training;
+        Model.eval();
+        try
+        {
+            using var noGrad = no_grad();
+            double sum = 0;
+            long tokens = 0;
+            for (var start = 0; start < split.RowCount; start += Options.BatchSize)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using var scope = NewDisposeScope();
+                var rows = Enumerable.Range(start, Math.Min(Options.BatchSize, split.RowCount - start)).ToArray();
+                var (ids, labels, positions, segments) = Batch(split, rows);
+                var logits = Model.ForwardPacked(ids, positions, segments);
+                sum += F.cross_entropy(logits.view(-1, logits.shape[^1]), labels.view(-1),
+                    ignore_index: PackedSplit.IgnoreIndex, reduction: nn.Reduction.Sum).item<float>();
+                tokens += CountTrained(split, rows);
+            }
+            return tokens == 0 ? double.NaN : sum / tokens;
+        }
+        finally
+        {
+            if (wasTraining) Model.train();
+        }
+    }
+
+    /// <summary>
+    /// Writes the PEFT adapter folder: <c>adapter_config.json</c> and <c>adapter_model.safetensors</c> (float32
+    /// lora_A (r, in) and lora_B (out, r) under PEFT's keys), each atomically.
+    /// </summary>
+    public void SaveAdapter(string outputFolder)
+    {
+        Directory.CreateDirectory(outputFolder);
+        var entries = new List<SafeTensorEntry>(2 * Targets.Count);
+        foreach (var target in Targets)
+        {
+            entries.Add(Entry(target.PeftKeyA, target.Module.lora_A.weight));
+            entries.Add(Entry(target.PeftKeyB, target.Module.lora_B.weight));
+        }
+        SafeTensorsWriter.Write(Path.Combine(outputFolder, AdapterWeightsFile), entries, new Dictionary<string, string> { ["format"] = "pt" });
+        var configBytes = AdapterConfigJson();
+        AtomicFile.Write(Path.Combine(outputFolder, AdapterConfigFile), stream => stream.Write(configBytes));
+    }
+
+    /// <summary>PEFT's <c>LoraConfig</c> as <c>save_pretrained</c> writes it (the fields PEFT needs to load it).</summary>
+    public byte[] AdapterConfigJson()
+    {
+        var targets = Targets.Select(t => t.Name[(t.Name.LastIndexOf('.') + 1)..]).Distinct().Order(StringComparer.Ordinal).ToArray();
+        var config = new Dictionary<string, object?>
+        {
+            ["alpha_pattern"] = new Dictionary<string, object>(),
+            ["base_model_name_or_path"] = BaseModelName,
+            ["bias"] = "none",
+            ["fan_in_fan_out"] = false,
+            ["inference_mode"] = true,
+            ["init_lora_weights"] = true,
+            ["lora_alpha"] = Options.Alpha,
+            ["lora_dropout"] = Options.Dropout,
+            ["modules_to_save"] = null,
+            ["peft_type"] = "LORA",
+            ["r"] = Options.Rank,
+            ["rank_pattern"] = new Dictionary<string, object>(),
+            ["target_modules"] = targets,
+            ["task_type"] = "CAUSAL_LM",
+            ["use_dora"] = false,
+            ["use_rslora"] = false,
+        };
+        return JsonSerializer.SerializeToUtf8Bytes(config, new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    /// <summary>Loads the base, trains, and writes the adapter folder and metrics.jsonl into <paramref name="outputFolder"/>.</summary>
+    public static TrainingResult Run(string baseFolder, PreparedDataset data, string outputFolder, TrainingOptions options,
+        IProgressSink progress, CancellationToken cancellationToken = default)
+    {
+        using var trainer = Load(baseFolder, options);
+        progress.Report(string.Create(CultureInfo.InvariantCulture,
+            $"train: {trainer.Targets.Count} LoRA modules, {trainer.Trainable.Sum(p => p.numel())} trainable parameters, " +
+            $"{data.Train.RowCount} train rows, {data.Eval.RowCount} eval rows of {data.SequenceLength} tokens"));
+        Directory.CreateDirectory(outputFolder);
+        var metricsPath = Path.Combine(outputFolder, MetricsFile);
+        TrainingResult result;
+        try
+        {
+            result = trainer.Train(data.Train, data.Eval, progress, metricsPath, cancellationToken);
+        }
+        catch
+        {
+            File.Delete(metricsPath); // a failed run leaves no output that looks like a finished one
+            throw;
+        }
+        trainer.SaveAdapter(outputFolder);
+        progress.Report(string.Create(CultureInfo.InvariantCulture,
+            $"train: done in {result.Elapsed:hh\\:mm\\:ss}, final loss {result.StepLosses[^1]:F4}, {result.TokensPerSecond:F0} tok/s; adapter in {outputFolder}"));
+        return result;
+    }
+
+    public void Dispose() => Model.Dispose();
+
+    /// <summary>The run as optimizer steps, each a list of micro-batches (row indices). Rows are visited in a seeded
+    /// shuffle per epoch; with <see cref="TrainingOptions.MaxSteps"/> epochs repeat until enough steps exist.</summary>
+    internal List<List<int[]>> PlanSteps(int rowCount)
+    {
+        var microBatchesPerEpoch = (rowCount + Options.BatchSize - 1) / Options.BatchSize;
+        var stepsPerEpochs = ((long)microBatchesPerEpoch * Options.Epochs + Options.GradientAccumulation - 1) / Options.GradientAccumulation;
+        var totalSteps = Options.MaxSteps > 0 ? Options.MaxSteps : stepsPerEpochs;
+        var steps = new List<List<int[]>>();
+        var current = new List<int[]>();
+        for (var epoch = 0; steps.Count < totalSteps; epoch++)
+        {
+            if (Options.MaxSteps == 0 && epoch == Options.Epochs) break;
+            var order = EpochOrder(rowCount, epoch);
+            for (var start = 0; start < rowCount && steps.Count < totalSteps; start += Options.BatchSize)
+            {
+                current.Add(order[start..Math.Min(start + Options.BatchSize, rowCount)]);
+                if (current.Count == Options.GradientAccumulation)
+                {
+                    steps.Add(current);
+                    current = [];
+                }
+            }
+        }
+        if (current.Count > 0 && steps.Count < totalSteps) steps.Add(current);
+        return steps;
+    }
+
+    private int[] EpochOrder(int rowCount, int epoch)
+    {
+        var order = Enumerable.Range(0, rowCount).ToArray();
+        // System.Random with an explicit seed is the same sequence in every process (HashCode is not: it is randomised).
+        new Random(unchecked((int)((Options.Seed ^ (Options.Seed >> 32)) * 1_000_003UL + (ulong)epoch))).Shuffle(order);
+        return order;
+    }
+
+    private Tensor RunCheckpointed(Func<Tensor, Tensor> layer, Tensor x, int index) =>
+        ActivationCheckpoint.Run(layer, x, _layerParameters[index]);
+
+    private (Tensor Ids, Tensor Labels, Tensor Positions, Tensor Segments) Batch(PackedSplit split, int[] rows)
+    {
+        var n = split.SequenceLength;
+        var ids = new long[rows.Length * n];
+        var labels = new long[ids.Length];
+        var positions = new long[ids.Length];
+        var segments = new long[ids.Length];
+        for (var r = 0; r < rows.Length; r++)
+        {
+            var row = split.Row(rows[r]);
+            Copy(row.InputIds.Span, ids.AsSpan(r * n, n));
+            Copy(row.Labels.Span, labels.AsSpan(r * n, n));
+            Copy(row.PositionIds.Span, positions.AsSpan(r * n, n));
+            Copy(row.SegmentIds.Span, segments.AsSpan(r * n, n));
+        }
+        long[] shape = [rows.Length, n];
+        return (tensor(ids, shape, device: Model.Device), tensor(labels, shape, device: Model.Device),
+            tensor(positions, shape, device: Model.Device), tensor(segments, shape, device: Model.Device));
+    }
+
+    private static void Copy(ReadOnlySpan<int> from, Span<long> to)
+    {
+        for (var i = 0; i < from.Length; i++) to[i] = from[i];
+    }
+
+    private static long CountTrained(PackedSplit split, int[] rows)
+    {
+        long count = 0;
+        foreach (var r in rows)
+            foreach (var label in split.Row(r).Labels.Span)
+                if (label != PackedSplit.IgnoreIndex) count++;
+        return count;
+    }
+
+    private static long CountTokens(PackedSplit split, int row)
+    {
+        long count = 0;
+        foreach (var segment in split.Row(row).SegmentIds.Span)
+            if (segment != 0) count++;
+        return count;
+    }
+
+    private static SafeTensorEntry Entry(string key, Tensor weight)
+    {
+        using var cpu = weight.detach().to(ScalarType.Float32, CPU).contiguous();
+        var values = cpu.data<float>().ToArray();
+        return new SafeTensorEntry(key, DType.F32, [.. weight.shape], bytes => MemoryMarshal.AsBytes(values.AsSpan()).CopyTo(bytes));
+    }
+
+    private static string MetricsLine(long step, double loss, double lr, double gradNorm, long trainedTokens, double tokensPerSecond, double? evalLoss)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteNumber("step", step);
+            WriteNumber(json, "loss", loss);
+            json.WriteNumber("lr", lr);
+            WriteNumber(json, "grad_norm", gradNorm);
+            json.WriteNumber("trained_tokens", trainedTokens);
+            json.WriteNumber("tokens_per_second", Math.Round(tokensPerSecond, 1));
+            if (evalLoss is { } e) WriteNumber(json, "eval_loss", e);
+            json.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    private static void WriteNumber(Utf8JsonWriter json, string name, double value)
+    {
+        if (double.IsFinite(value)) json.WriteNumber(name, value);
+        else json.WriteNull(name);
+    }
+}

@@ -1,0 +1,62 @@
+using System.Text;
+using Ertas.Cli;
+
+namespace Ertas.Training.Tests;
+
+[Collection(TrainingCollection.Name)]
+public sealed class TrainCommandTests(TrainingFixture fixture)
+{
+    private static (int Exit, string Out, string Error) Cli(params string[] args)
+    {
+        var (stdout, stderr) = (new StringWriter(), new StringWriter());
+        var exit = CliApp.Run(args, stdout, stderr);
+        return (exit, stdout.ToString(), stderr.ToString());
+    }
+
+    [Fact]
+    public void Train_BadDatasetLines_AreReportedWithTheirLineNumbers_AndNothingIsWritten()
+    {
+        var data = Path.Combine(fixture.NewFolder("bad"), "bad.jsonl");
+        File.WriteAllText(data, string.Join("\n",
+            TrainingFixture.ChatLine("Hi?", "Hello."),
+            "{\"messages\": [",
+            TrainingFixture.ChatLine("Again?", "Yes."),
+            "{\"messages\":[{\"role\":\"wizard\",\"content\":\"x\"}]}") + "\n", new UTF8Encoding(false));
+        var output = Path.Combine(fixture.Root, "bad-out-" + Guid.NewGuid().ToString("N")[..8]);
+
+        var (exit, _, error) = Cli("train", "--model", fixture.BaseFolder, "--data", data, "--out", output, "--seq-len", "128", "--max-steps", "1");
+
+        Assert.NotEqual(0, exit);
+        Assert.Contains($"{data}(2,", error);
+        Assert.Contains($"{data}(4,", error);
+        Assert.Contains("error ERTAS6001", error);
+        Assert.Contains("error ERTAS6007", error);
+        Assert.False(File.Exists(Path.Combine(output, Trainer.AdapterWeightsFile)));
+    }
+
+    [Fact]
+    public void Train_Cli_WritesTheAdapterFolder()
+    {
+        var output = fixture.NewFolder("cli-out");
+        var (exit, _, error) = Cli("train", "--model", fixture.BaseFolder, "--data", fixture.DataFile, "--out", output,
+            "--seq-len", "128", "--max-steps", "2", "--rank", "4", "--alpha", "8", "--targets", "q_proj,v_proj", "--lr", "1e-3",
+            "--scheduler", "linear", "--warmup-steps", "1", "--eval-fraction", "0.125", "--eval-every", "1", "--seed", "3");
+
+        Assert.True(exit == 0, error);
+        Assert.Matches(@"step 2/2 loss \d+\.\d{3} lr .* eval_loss \d+\.\d{3}", error);
+        Assert.True(File.Exists(Path.Combine(output, Trainer.AdapterWeightsFile)));
+        Assert.Contains("\"r\": 4", File.ReadAllText(Path.Combine(output, Trainer.AdapterConfigFile)));
+        Assert.Equal(2, File.ReadAllLines(Path.Combine(output, Trainer.MetricsFile)).Length);
+    }
+
+    [Theory]
+    [InlineData("--resume", "x")]
+    [InlineData("--compute", "fp8")]
+    [InlineData("--scheduler", "step")]
+    public void Train_UnsupportedOrInvalidOptions_AreUsageErrors(string option, string value)
+    {
+        var (exit, _, error) = Cli("train", "--model", fixture.BaseFolder, "--data", fixture.DataFile, "--out", fixture.NewFolder("x"), option, value);
+        Assert.Equal((int)ExitCode.Usage, exit);
+        Assert.Contains("ERTAS1001", error);
+    }
+}
