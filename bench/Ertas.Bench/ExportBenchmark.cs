@@ -40,16 +40,11 @@ public static class ExportBenchmark
 
     public static ExportBenchResult Run(BenchEnvironment env, int runs, bool keepFiles)
     {
-        var folder = Path.Combine(env.WorkDir, "7b");
-        var output = Path.Combine(env.WorkDir, "7b.f16.gguf");
+        var folder = CheckpointFolder(env);
+        var output = QuantizeFileBenchmark.F16Path(env, "7b");
         var loadBefore = GenerateBenchmark.LoadAverage();
-        ChildRun? create = null;
-        var reused = IsReusable(folder, env.Log);
-        if (!reused)
-        {
-            create = env.RunErtas("base create 7b", "base", "create", "--preset", "7b", "--out", folder, "--force");
-            File.WriteAllText(Path.Combine(folder, StampFile), "ertas base create --preset 7b --seed 1\n");
-        }
+        var create = CreateUnlessReusable(env);
+        var reused = create is null;
         var checkpointBytes = Directory.EnumerateFiles(folder, "*.safetensors").Sum(f => new FileInfo(f).Length);
         env.Log.WriteLine($"checkpoint: {folder}, {checkpointBytes / 1e9:F2} GB of safetensors{(reused ? " (reused)" : "")}");
 
@@ -79,6 +74,26 @@ public static class ExportBenchmark
             }
         }
         return new ExportBenchResult(create, reused, checkpointBytes, exports, loadBefore, GenerateBenchmark.LoadAverage());
+    }
+
+    public static string CheckpointFolder(BenchEnvironment env) => Path.Combine(env.WorkDir, "7b");
+
+    /// <summary>The 7b checkpoint folder, created unless a complete earlier one is there (quantize-7b's input comes from it).</summary>
+    public static string EnsureCheckpoint(BenchEnvironment env)
+    {
+        CreateUnlessReusable(env);
+        return CheckpointFolder(env);
+    }
+
+    /// <summary>Runs <c>base create --preset 7b</c> unless the folder holds a complete one; null when reused.</summary>
+    private static ChildRun? CreateUnlessReusable(BenchEnvironment env)
+    {
+        var folder = CheckpointFolder(env);
+        if (IsReusable(folder, env.Log))
+            return null;
+        var create = env.RunErtas("base create 7b", "base", "create", "--preset", "7b", "--out", folder, "--force");
+        File.WriteAllText(Path.Combine(folder, StampFile), "ertas base create --preset 7b --seed 1\n");
+        return create;
     }
 
     /// <summary>A finished earlier create of the same preset: stamp present, config equal to 7B's, shards valid.</summary>

@@ -1,19 +1,26 @@
 using System.Text;
 using Ertas.Bench;
+using Ertas.Gguf;
 
 // A console harness, not a test: timings depend on the machine and stay out of the test suite.
 const string usage = """
     usage: dotnet run -c Release --project bench/Ertas.Bench -- <scenario> [--work DIR] [--runs N] [--keep]
-      export-7b      create the 7b preset (reused when already in DIR) and time `ertas export --type f16` with peak RSS
-      generate-tiny  tokens/s of our TorchSharp model vs llama.cpp on the tiny preset's GGUF
-      all            both; prints a Markdown table and writes bench/results.md
-      --work DIR     work folder (default /tmp/ertas-bench)
-      --runs N       export runs (default 2: the second checks the output is byte-for-byte deterministic)
-      --keep         keep the 7b checkpoint and GGUF (about 29 GB) instead of deleting them at the end
+      export-7b         create the 7b preset (reused when already in DIR) and time `ertas export --type f16` with peak RSS
+      generate-tiny     tokens/s of our TorchSharp model vs llama.cpp on the tiny preset's GGUF
+      quantize-7b       the 7b F16 GGUF (export-7b's, made when absent) to Q8_0, Q4_K_M, Q6_K: `ertas quantize` vs
+                        llama.cpp's llama_model_quantize, 2 threads each, wall time, peak RSS, identical bytes
+      quantize-tiny     the same on the tiny preset (seconds)
+      quantize-kernels  each block quantizer single-threaded vs ggml_quantize_chunk, in-process [--types Q4_K,Q6_K]
+      all               everything; prints a Markdown table and writes bench/results.md
+      --work DIR        work folder (default /tmp/ertas-bench)
+      --runs N          export runs (default 2: the second checks the output is byte-for-byte deterministic)
+      --keep            keep the 7b checkpoint and GGUF (about 29 GB) instead of deleting them at the end
     """;
 
 if (args.Length == 5 && args[0] == GenerateBenchmark.WorkerVerb)
     return GenerateBenchmark.RunWorker(args[1..]);
+if (args.Length == 5 && args[0] == QuantizeFileBenchmark.WorkerVerb)
+    return QuantizeFileBenchmark.RunWorker(args[1..]);
 if (args.Length == 0 || args[0] is "-h" or "--help")
 {
     Console.WriteLine(usage);
@@ -23,6 +30,7 @@ var scenario = args[0];
 string? work = null;
 var runs = 2;
 var keep = false;
+GgmlType[]? kernelTypes = null;
 for (var i = 1; i < args.Length; i++)
 {
     switch (args[i])
@@ -30,12 +38,15 @@ for (var i = 1; i < args.Length; i++)
         case "--work" when i + 1 < args.Length: work = args[++i]; break;
         case "--runs" when i + 1 < args.Length && int.TryParse(args[i + 1], out var n) && n >= 1: runs = n; i++; break;
         case "--keep": keep = true; break;
+        case "--types" when i + 1 < args.Length:
+            kernelTypes = args[++i].Split(',').Select(t => Enum.Parse<GgmlType>(t, ignoreCase: true)).ToArray();
+            break;
         default:
             Console.Error.WriteLine($"unknown or incomplete argument '{args[i]}'\n{usage}");
             return 2;
     }
 }
-if (scenario is not ("export-7b" or "generate-tiny" or "all"))
+if (scenario is not ("export-7b" or "generate-tiny" or "quantize-7b" or "quantize-tiny" or "quantize-kernels" or "all"))
 {
     Console.Error.WriteLine($"unknown scenario '{scenario}'\n{usage}");
     return 2;
@@ -47,10 +58,15 @@ var machine = MachineInfo.Current();
 log.WriteLine($"machine: {machine.Describe()}");
 log.WriteLine($"ertas: {env.ErtasDll}; work folder: {env.WorkDir}; load average {GenerateBenchmark.LoadAverage()}");
 
-ExportBenchResult? export = scenario is "export-7b" or "all" ? ExportBenchmark.Run(env, runs, keep) : null;
-GenerateBenchResult? generate = scenario is "generate-tiny" or "all" ? GenerateBenchmark.Run(env) : null;
+bool Runs(string name) => scenario == name || scenario == "all";
+// Under `all`, quantize-7b reads export-7b's F16 output, so the export keeps its files and quantize-7b deletes them.
+ExportBenchResult? export = Runs("export-7b") ? ExportBenchmark.Run(env, runs, keep || scenario == "all") : null;
+QuantizeBenchResult? quantize7b = Runs("quantize-7b") ? QuantizeFileBenchmark.Run(env, "7b", keep) : null;
+QuantizeBenchResult? quantizeTiny = Runs("quantize-tiny") ? QuantizeFileBenchmark.Run(env, "tiny", keep) : null;
+KernelBenchResult? kernels = Runs("quantize-kernels") ? QuantizeKernelBenchmark.Run(log, kernelTypes) : null;
+GenerateBenchResult? generate = Runs("generate-tiny") ? GenerateBenchmark.Run(env) : null;
 
-var markdown = ResultsReport.Markdown(machine, export, generate);
+var markdown = ResultsReport.Markdown(machine, export, generate, [.. new[] { quantize7b, quantizeTiny }.OfType<QuantizeBenchResult>()], kernels);
 log.WriteLine();
 log.WriteLine(markdown);
 if (scenario == "all")

@@ -6,7 +6,8 @@ namespace Ertas.Bench;
 /// <summary>The Markdown that <c>all</c> prints and writes to bench/results.md.</summary>
 public static class ResultsReport
 {
-    public static string Markdown(MachineInfo machine, ExportBenchResult? export, GenerateBenchResult? generate)
+    public static string Markdown(MachineInfo machine, ExportBenchResult? export, GenerateBenchResult? generate,
+        IReadOnlyList<QuantizeBenchResult>? quantize = null, KernelBenchResult? kernels = null)
     {
         var md = new StringBuilder();
         var inv = CultureInfo.InvariantCulture;
@@ -15,8 +16,49 @@ public static class ResultsReport
         md.AppendLine(inv, $"Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC on {machine.Describe()}.");
         md.AppendLine("Reproduce: `dotnet run -c Release --project bench/Ertas.Bench -- all`.");
         if (export is not null) AppendExport(md, export);
+        foreach (var q in quantize ?? [])
+            AppendQuantize(md, q);
+        if (kernels is not null) AppendKernels(md, kernels);
         if (generate is not null) AppendGenerate(md, generate);
         return md.ToString();
+    }
+
+    public static void AppendQuantize(StringBuilder md, QuantizeBenchResult r)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        md.AppendLine();
+        md.AppendLine(inv, $"## quantize-{r.Preset}: {r.Input} ({r.InputBytes / 1e9:F2} GB) to llama.cpp's mixes, ours vs llama.cpp");
+        md.AppendLine();
+        md.AppendLine(inv, $"`ertas quantize IN OUT --type T --threads {r.Threads}` against llama.cpp's `llama_model_quantize` (LLamaSharp 0.30's build,");
+        md.AppendLine(inv, $"`nthread` {r.Threads}, output tensor quantized, as llama-quantize), each a child process measured alike; same input{(r.InputReused ? " (reused)" : "")}.");
+        md.AppendLine("Identical = every tensor, matched by name, has the same type, shape and bytes, and the metadata is equal key by key.");
+        md.AppendLine(inv, $"Targets: identical bytes, at least as fast as llama.cpp, peak RSS under {QuantizeFileBenchmark.TargetPeakRssMb} MB. Load average before: {r.LoadBefore}, after: {r.LoadAfter}.");
+        if (r.InputBytes < 100_000_000)
+            md.AppendLine("At this size the wall time is mostly process start-up (the .NET runtime and JIT on our side): a smoke test of identical bytes, not a speed comparison.");
+        md.AppendLine();
+        md.AppendLine("| mix | ours wall s | llama.cpp wall s | speed vs llama.cpp | ours peak RSS MB (anon / file) | llama.cpp peak RSS MB (anon / file) | ours CPU s | llama.cpp CPU s | output MB (ours / llama.cpp) | identical |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        foreach (var m in r.Mixes)
+        {
+            var (o, l) = (m.Ours, m.LlamaCpp);
+            var identical = m.IdenticalBytes ? $"yes ({m.Tensors}/{m.Tensors} tensors)" : $"**no**: {m.DifferentTensors}/{m.Tensors} differ, metadata {(m.SameMetadata ? "same" : "differs")}; {m.FirstDifference}";
+            md.AppendLine(inv, $"| {m.Mix} | {o.WallSeconds:F1} | {l.WallSeconds:F1} | {m.SpeedRatio:F2}x | {o.PeakRssMb:F0} ({o.MaxRssAnonMb:F0} / {o.MaxRssFileMb:F0}) | {l.PeakRssMb:F0} ({l.MaxRssAnonMb:F0} / {l.MaxRssFileMb:F0}) | {o.UserSeconds + o.SystemSeconds:F1} | {l.UserSeconds + l.SystemSeconds:F1} | {m.OursBytes / 1e6:F1} / {m.LlamaBytes / 1e6:F1} | {identical} |");
+        }
+    }
+
+    public static void AppendKernels(StringBuilder md, KernelBenchResult r)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        md.AppendLine();
+        md.AppendLine(inv, $"## quantize-kernels: block quantizers, one thread, ours vs ggml_quantize_chunk");
+        md.AppendLine();
+        md.AppendLine(inv, $"{r.Rows} rows of {r.RowLength} seeded Gaussian floats (sigma 0.02, 1 in 4096 scaled by 20), in-process, median of {r.Runs} after a warm-up;");
+        md.AppendLine(inv, $"ggml = `{Path.GetFileName(r.GgmlPath)}` from LLamaSharp 0.30. Load average before: {r.LoadBefore}, after: {r.LoadAfter}.");
+        md.AppendLine();
+        md.AppendLine("| type | ours ms | ggml ms | ours M floats/s | ggml M floats/s | speed vs ggml | same bytes |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---|");
+        foreach (var t in r.Timings)
+            md.AppendLine(inv, $"| {t.Type} | {t.OursSeconds * 1000:F1} | {t.GgmlSeconds * 1000:F1} | {t.OursMFloatsPerSecond:F0} | {t.GgmlMFloatsPerSecond:F0} | {t.SpeedRatio:F2}x | {(t.SameBytes ? "yes" : "**no**")} |");
     }
 
     public static void AppendExport(StringBuilder md, ExportBenchResult r)

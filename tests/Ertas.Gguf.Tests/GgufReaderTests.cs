@@ -74,6 +74,28 @@ public class GgufReaderTests
     }
 
     [Fact]
+    public void Positional_range_reads_give_the_mapped_bytes_from_a_file_and_from_memory_and_refuse_ranges_outside_the_tensor()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("valid.gguf");
+        File.WriteAllBytes(path, ValidFile());
+        using var file = new GgufReader(path);
+        using var memory = GgufReader.FromBytes(ValidFile());
+        foreach (var r in new[] { file, memory })
+        {
+            var ta = r.GetTensor("ta");
+            var part = new byte[10];
+            r.ReadTensorRange(ta, 7, part);
+            Assert.Equal(r.GetTensorBytes(ta)[7..17].ToArray(), part);
+            var whole = new byte[16];
+            r.ReadTensorRange(r.GetTensor("tb"), 0, whole);
+            Assert.Equal(Enumerable.Range(100, 16).Select(i => (byte)i), whole);
+            Assert.Throws<ArgumentOutOfRangeException>(() => r.ReadTensorRange(ta, 30, new byte[3]));
+            Assert.Throws<ArgumentOutOfRangeException>(() => r.ReadTensorRange(ta, -1, new byte[1]));
+        }
+    }
+
+    [Fact]
     public void Bad_magic_is_GgufBadMagic()
     {
         var bytes = ValidFile();

@@ -27,8 +27,8 @@ public sealed record GgufQuantizeResult(string OutputPath, QuantizationMix Mix, 
 /// An F32/F16/BF16 llama GGUF to a quantized one, as llama-quantize does it (no importance matrix): all metadata is
 /// copied (general.file_type and general.quantization_version updated in place), each tensor is read, turned into
 /// float32, and written in the type <see cref="MixPlanner"/> chose; tensors whose type stays are copied byte for byte.
-/// Streams one tensor at a time from the memory-mapped input, so memory is a few tensors, never the model. The
-/// output is written atomically: on any failure or cancellation no file is left.
+/// Streams one tensor at a time from the input by positional reads (not through the map), so memory is a few
+/// tensors, never the model. The output is written atomically: on any failure or cancellation no file is left.
 /// </summary>
 public static class GgufQuantizer
 {
@@ -79,6 +79,12 @@ public static class GgufQuantizer
         // tensor in one piece): 7B's token_embd is 32 MB of floats at a time instead of 524 MB.
         var floats = new float[converted.Select(t => Math.Min(t.ElementCount, SliceRows(t, options) * t.Dimensions[0])).DefaultIfEmpty(0).Max()];
         var bytes = new byte[converted.Select(t => plan[t.Name].Info().ByteSize(t.ElementCount)).DefaultIfEmpty(0).Max()];
+        // The input arrives by positional reads into this buffer (a slice of a converted tensor, or a whole copied
+        // one), never through the reader's map: mapped pages, once touched, would stay in RSS up to the model's size.
+        var sourceBuffer = new byte[reader.Tensors.Select(t => plan[t.Name] == t.Type
+                ? t.ByteSize
+                : Math.Min(t.ByteSize, SliceRows(t, options) * t.Type.Info().ByteSize(t.Dimensions[0])))
+            .DefaultIfEmpty(0).Max()];
         var meter = new ProgressMeter(reader.Tensors.Sum(t => t.ElementCount));
         long doneWeights = 0, tensorBytes = 0;
         for (var i = 0; i < reader.Tensors.Count; i++)
@@ -86,9 +92,10 @@ public static class GgufQuantizer
             ct.ThrowIfCancellationRequested();
             var tensor = reader.Tensors[i];
             var target = plan[tensor.Name];
-            var source = reader.GetTensorBytes(tensor);
             if (target == tensor.Type)
             {
+                var source = sourceBuffer.AsSpan(0, checked((int)tensor.ByteSize));
+                reader.ReadTensorRange(tensor, 0, source);
                 writer.WriteTensorData(tensor.Name, source);
                 tensorBytes += source.Length;
             }
@@ -104,8 +111,10 @@ public static class GgufQuantizer
                 {
                     var count = Math.Min(sliceRows, rows - first);
                     var values = floats.AsSpan(0, count * rowLength);
-                    GgmlDequantizer.ToFloat32(tensor.Type, source.Slice(first * sourceRowBytes, count * sourceRowBytes), values, tensor.Name);
-                    TensorEncoder.Encode(target, values, encoded.Slice(first * targetRowBytes, count * targetRowBytes), rowLength, options.Threads, ct);
+                    var source = sourceBuffer.AsSpan(0, count * sourceRowBytes);
+                    reader.ReadTensorRange(tensor, (long)first * sourceRowBytes, source);
+                    TensorEncoder.Transcode(tensor.Type, source, target, encoded.Slice(first * targetRowBytes, count * targetRowBytes), values, rowLength,
+                        options.Threads, tensor.Name, ct);
                 }
                 writer.WriteTensorData(tensor.Name, encoded);
                 tensorBytes += encoded.Length;

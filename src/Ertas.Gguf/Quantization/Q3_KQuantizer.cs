@@ -1,4 +1,6 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Ertas.Gguf.Quantization;
 
@@ -55,6 +57,11 @@ public sealed class Q3_KQuantizer() : BlockQuantizer(GgmlType.Q3_K)
         }
 
         var blockD = QuantMath.ReadHalf(block[108..]);
+        if (Vector256.IsHardwareAccelerated)
+        {
+            RequantizeAndPackVector(x, packedScales, blockD, levels, hmask, qs);
+            return;
+        }
         for (var j = 0; j < 16; j++)
         {
             var d = blockD * SubBlockScale(packedScales, j);
@@ -84,6 +91,52 @@ public sealed class Q3_KQuantizer() : BlockQuantizer(GgmlType.Q3_K)
         for (var j = 0; j < 256; j += 128)
             for (var l = 0; l < 32; l++)
                 qs[j / 4 + l] = (byte)((byte)levels[j + l] | ((byte)levels[j + l + 32] << 2) | ((byte)levels[j + l + 64] << 4) | ((byte)levels[j + l + 96] << 6));
+    }
+
+    /// <summary>
+    /// The scalar tail above, lane-wise: x / d, nearest_int and the clamp are per element (a vector division is the
+    /// same IEEE division), and the hmask and 2-bit packing are per byte.
+    /// </summary>
+    private static void RequantizeAndPackVector(ReadOnlySpan<float> x, ReadOnlySpan<byte> packedScales, float blockD, Span<sbyte> levels,
+        Span<byte> hmask, Span<byte> qs)
+    {
+        ref var xRef = ref MemoryMarshal.GetReference(x);
+        ref var levelRef = ref Unsafe.As<sbyte, byte>(ref MemoryMarshal.GetReference(levels));
+        var low = Vector256.Create(-4);
+        var high = Vector256.Create(3);
+        var offset = Vector256.Create(4);
+        for (var j = 0; j < 16; j++)
+        {
+            var d = blockD * SubBlockScale(packedScales, j);
+            if (d == 0)
+                continue;
+            var dv = Vector256.Create(d);
+            var a = Vector256.Min(Vector256.Max(QuantMath.NearestInt(Vector256.LoadUnsafe(ref xRef, (nuint)(16 * j)) / dv), low), high) + offset;
+            var b = Vector256.Min(Vector256.Max(QuantMath.NearestInt(Vector256.LoadUnsafe(ref xRef, (nuint)(16 * j + 8)) / dv), low), high) + offset;
+            var shorts = Vector256.Narrow(a, b);
+            Vector128.Narrow(shorts.GetLower(), shorts.GetUpper()).AsByte().StoreUnsafe(ref levelRef, (nuint)(16 * j));
+        }
+
+        // Group g of 32 levels puts its high bit (level > 3) in bit g of hmask[0..31] and keeps the low 2 bits.
+        var mask = Vector256<byte>.Zero;
+        var three = Vector256.Create((byte)3);
+        for (var g = 0; g < 8; g++)
+        {
+            var v = Vector256.LoadUnsafe(ref levelRef, (nuint)(32 * g));
+            var highBit = Vector256.GreaterThan(v, three);
+            mask |= highBit & Vector256.Create((byte)(1 << g));
+            (v & three).StoreUnsafe(ref levelRef, (nuint)(32 * g));
+        }
+        mask.StoreUnsafe(ref MemoryMarshal.GetReference(hmask));
+        ref var qsRef = ref MemoryMarshal.GetReference(qs);
+        for (var j = 0; j < 256; j += 128)
+        {
+            var q = Vector256.LoadUnsafe(ref levelRef, (nuint)j)
+                | Vector256.ShiftLeft(Vector256.LoadUnsafe(ref levelRef, (nuint)(j + 32)), 2)
+                | Vector256.ShiftLeft(Vector256.LoadUnsafe(ref levelRef, (nuint)(j + 64)), 4)
+                | Vector256.ShiftLeft(Vector256.LoadUnsafe(ref levelRef, (nuint)(j + 96)), 6);
+            q.StoreUnsafe(ref qsRef, (nuint)(j / 4));
+        }
     }
 
     /// <summary>The signed scale of sub-block <paramref name="j"/>: 4 low bits from scales[0..7], 2 high bits from scales[8..11].</summary>

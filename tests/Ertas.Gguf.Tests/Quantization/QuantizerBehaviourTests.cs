@@ -86,6 +86,24 @@ public class QuantizerBehaviourTests
         }
     }
 
+    [Fact]
+    public void Sixteen_wide_make_q3_quants_equals_the_scalar_transcription()
+    {
+        var random = new Random(3);
+        Span<sbyte> fastLevels = stackalloc sbyte[16];
+        Span<sbyte> scalarLevels = stackalloc sbyte[16];
+        for (var trial = 0; trial < 5000; trial++)
+        {
+            var x = QuantTestData.Create(QuantTestData.Patterns[trial % QuantTestData.Patterns.Length], 16, seed: trial);
+            if (trial % 5 == 0)
+                x[random.Next(16)] *= -40;
+            var fastScale = QuantMath.MakeQ3Quants(4, x, fastLevels);
+            var scalarScale = QuantMath.MakeQ3QuantsScalar(4, x, scalarLevels);
+            Assert.Equal(BitConverter.SingleToInt32Bits(scalarScale), BitConverter.SingleToInt32Bits(fastScale));
+            Assert.True(scalarLevels.SequenceEqual(fastLevels), $"levels differ, trial {trial}");
+        }
+    }
+
     [Theory]
     [InlineData(GgmlType.Q8_0, 48)]
     [InlineData(GgmlType.Q4_K, 4096 + 32)]
