@@ -1,3 +1,4 @@
+using Ertas.TestSupport;
 using System.Text;
 using Ertas.Core;
 using Ertas.Mistral.Tokenization;
@@ -11,8 +12,7 @@ internal static class TestData
     private static readonly Lazy<MistralTokenizer> TinyTokenizerValue =
         new(() => MistralTokenizer.FromModel(SentencePieceBpeTrainer.TrainDefault(1024)));
 
-    private static readonly Lazy<string?> SharedRoot = new(FindSharedRoot);
-
+    
     /// <summary>The built-in 1024-piece tokenizer that <c>base create --preset tiny</c> trains.</summary>
     public static MistralTokenizer TinyTokenizer => TinyTokenizerValue.Value;
 
@@ -32,27 +32,7 @@ internal static class TestData
     }
 
     /// <summary>Real Mistral files in ../shared beside the repository; skips the test when absent.</summary>
-    public static string RequireShared(params string[] relative)
-    {
-        var root = SharedRoot.Value;
-        Skip.If(root is null, "../shared (real Mistral tokenizer and conformance files) is not present beside the repository");
-        var path = Path.Combine([root!, .. relative]);
-        Skip.IfNot(File.Exists(path), $"{path} is not present");
-        return path;
-    }
-
-    private static string? FindSharedRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Ertas.Build.sln")))
-            {
-                var shared = Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared"));
-                return Directory.Exists(shared) ? shared : null;
-            }
-        }
-        return null;
-    }
+    public static string RequireShared(params string[] relative) => SharedFiles.Require(relative);
 }
 
 /// <summary>A fresh temp folder, deleted on dispose.</summary>
