@@ -324,16 +324,17 @@ internal static class QuantMath
             ? MakeQkx2QuantsVector(nmax, x, weights, levels, out negatedMin, rmin, rdelta, nstep, useMad)
             : MakeQkx2QuantsScalar(nmax, x, weights, levels, out negatedMin, scratch, rmin, rdelta, nstep, useMad);
 
-    /// <summary>The plain transcription of make_qkx2_quants; the reference the vector path is tested against.</summary>
-    internal static float MakeQkx2QuantsScalar(int nmax, ReadOnlySpan<float> x, ReadOnlySpan<float> weights, Span<byte> levels,
-        out float negatedMin, Span<byte> scratch, float rmin, float rdelta, int nstep, bool useMad)
+    /// <summary>
+    /// The opening pass of make_qkx2_quants shared by its scalar and vector forms: min (clamped to at most 0), max,
+    /// and the weighted sums, accumulated in C's order so both forms start from identical floats.
+    /// </summary>
+    private static (float Min, float Max, float SumW, float SumX) ScanRangeAndWeightedSum(ReadOnlySpan<float> x, ReadOnlySpan<float> weights)
     {
-        var n = x.Length;
         var min = x[0];
         var max = x[0];
         var sumW = weights[0];
         var sumX = sumW * x[0];
-        for (var i = 1; i < n; i++)
+        for (var i = 1; i < x.Length; i++)
         {
             if (x[i] < min) min = x[i];
             if (x[i] > max) max = x[i];
@@ -341,7 +342,15 @@ internal static class QuantMath
             sumW += w;
             sumX += w * x[i];
         }
-        if (min > 0) min = 0;
+        return (min > 0 ? 0 : min, max, sumW, sumX);
+    }
+
+    /// <summary>The plain transcription of make_qkx2_quants; the reference the vector path is tested against.</summary>
+    internal static float MakeQkx2QuantsScalar(int nmax, ReadOnlySpan<float> x, ReadOnlySpan<float> weights, Span<byte> levels,
+        out float negatedMin, Span<byte> scratch, float rmin, float rdelta, int nstep, bool useMad)
+    {
+        var n = x.Length;
+        var (min, max, sumW, sumX) = ScanRangeAndWeightedSum(x, weights);
         if (max == min)
         {
             levels[..n].Clear();
@@ -504,19 +513,7 @@ internal static class QuantMath
         out float negatedMin, float rmin, float rdelta, int nstep, bool useMad)
     {
         var n = x.Length;
-        var min = x[0];
-        var max = x[0];
-        var sumW = weights[0];
-        var sumX = sumW * x[0];
-        for (var i = 1; i < n; i++)
-        {
-            if (x[i] < min) min = x[i];
-            if (x[i] > max) max = x[i];
-            var w = weights[i];
-            sumW += w;
-            sumX += w * x[i];
-        }
-        if (min > 0) min = 0;
+        var (min, max, sumW, sumX) = ScanRangeAndWeightedSum(x, weights);
         if (max == min)
         {
             levels[..n].Clear();
