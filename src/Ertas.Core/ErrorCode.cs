@@ -3,7 +3,8 @@ namespace Ertas.Core;
 /// <summary>
 /// Every diagnostic code in one place. Numbers are a public contract (users search and NoWarn them):
 /// never renumber, only add. Ranges: 1xxx command line and files, 2xxx checkpoints and config,
-/// 3xxx tokenizer and templates, 4xxx GGUF, 5xxx modeling, 6xxx datasets.
+/// 3xxx tokenizer and templates, 4xxx GGUF, 5xxx modeling, 6xxx datasets, 7xxx training and adapters,
+/// 8xxx the MSBuild SDK.
 /// </summary>
 public enum ErrorCode
 {
@@ -80,4 +81,17 @@ public enum ErrorCode
     DatasetHasErrors = 6020,
     DatasetInvalidOption = 6021,
     DatasetCacheUnreadable = 6022,
+
+    // 7xxx: training runs, checkpoints and resume, adapters and merging
+    TrainingConfigInvalid = 7001,
+    CheckpointInvalid = 7010,
+    ResumeMismatch = 7011,
+    AdapterMissing = 7020,
+    AdapterInvalid = 7021,
+    AdapterBaseMismatch = 7022,
+
+    // 8xxx: the MSBuild SDK (.ertasproj properties and items, build stages)
+    ProjectPropertyInvalid = 8001,
+    ProjectItemInvalid = 8002,
+    BuildStageFailed = 8003,
 }
