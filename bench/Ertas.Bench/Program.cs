@@ -11,6 +11,9 @@ const string usage = """
                         llama.cpp's llama_model_quantize, 2 threads each, wall time, peak RSS, identical bytes
       quantize-tiny     the same on the tiny preset (seconds)
       quantize-kernels  each block quantizer single-threaded vs ggml_quantize_chunk, in-process [--types Q4_K,Q6_K]
+      nf4-dequant       NF4 -> bf16/f32 GB/s for a 4096x14336 weight, 2 threads: our C# kernel vs torch-ops formulations
+      qlora-7b-step     one QLoRA step (seq 512, r 16, 7 projections, checkpointing, bf16) on the 7b preset: peak RSS, time
+      train-100m        QLoRA training tokens/s and model FLOPs utilisation on the 100m preset
       all               everything; prints a Markdown table and writes bench/results.md
       --work DIR        work folder (default /tmp/ertas-bench)
       --runs N          export runs (default 2: the second checks the output is byte-for-byte deterministic)
@@ -21,6 +24,8 @@ if (args.Length == 5 && args[0] == GenerateBenchmark.WorkerVerb)
     return GenerateBenchmark.RunWorker(args[1..]);
 if (args.Length == 5 && args[0] == QuantizeFileBenchmark.WorkerVerb)
     return QuantizeFileBenchmark.RunWorker(args[1..]);
+if (args.Length >= 2 && args[0] == TrainingWorker.Verb)
+    return TrainingWorker.Run(args[1..]);
 if (args.Length == 0 || args[0] is "-h" or "--help")
 {
     Console.WriteLine(usage);
@@ -46,7 +51,8 @@ for (var i = 1; i < args.Length; i++)
             return 2;
     }
 }
-if (scenario is not ("export-7b" or "generate-tiny" or "quantize-7b" or "quantize-tiny" or "quantize-kernels" or "all"))
+if (scenario is not ("export-7b" or "generate-tiny" or "quantize-7b" or "quantize-tiny" or "quantize-kernels"
+    or "nf4-dequant" or "qlora-7b-step" or "train-100m" or "all"))
 {
     Console.Error.WriteLine($"unknown scenario '{scenario}'\n{usage}");
     return 2;
@@ -66,7 +72,30 @@ QuantizeBenchResult? quantizeTiny = Runs("quantize-tiny") ? QuantizeFileBenchmar
 KernelBenchResult? kernels = Runs("quantize-kernels") ? QuantizeKernelBenchmark.Run(log, kernelTypes) : null;
 GenerateBenchResult? generate = Runs("generate-tiny") ? GenerateBenchmark.Run(env) : null;
 
-var markdown = ResultsReport.Markdown(machine, export, generate, [.. new[] { quantize7b, quantizeTiny }.OfType<QuantizeBenchResult>()], kernels);
+// The training scenarios: each section is also written into bench/results.md when run on its own.
+var trainingSections = new List<(string Scenario, string Markdown)>();
+void Training<T>(string name, Func<T> run, Action<StringBuilder, T> append)
+{
+    if (!Runs(name)) return;
+    var section = new StringBuilder();
+    append(section, run());
+    trainingSections.Add((name, section.ToString()));
+}
+Training("nf4-dequant", () => Nf4DequantBenchmark.Run(env), Nf4DequantBenchmark.AppendMarkdown);
+Training("train-100m", () => TrainSpeedBenchmark.Run(env), TrainSpeedBenchmark.AppendMarkdown);
+Training("qlora-7b-step", () => QloraStepBenchmark.Run(env), QloraStepBenchmark.AppendMarkdown);
+
+var markdown = ResultsReport.Markdown(machine, export, generate, [.. new[] { quantize7b, quantizeTiny }.OfType<QuantizeBenchResult>()], kernels)
+    + string.Concat(trainingSections.Select(s => s.Markdown));
+if (scenario != "all")
+{
+    var resultsPath = Path.Combine(env.RepoRoot, "bench", "results.md");
+    foreach (var (name, section) in trainingSections)
+    {
+        ResultsFile.Upsert(resultsPath, name, section);
+        log.WriteLine($"updated the {name} section of {resultsPath}");
+    }
+}
 log.WriteLine();
 log.WriteLine(markdown);
 if (scenario == "all")

@@ -15,6 +15,8 @@ public static class CliApp
         new QuantizeCommand(),
         new InspectCommand(),
         new TrainCommand(),
+        new MergeCommand(),
+        new AdapterExportCommand(),
     ];
 
     public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, CancellationToken ct = default)

@@ -55,7 +55,10 @@ public static class ActivationCheckpoint
             for (var i = 0; i < recipe.ParameterCount; i++) saved.Add((Tensor)vars[2 + i]);
             ctx.save_for_backward(saved);
             ctx.save_data("recipe", recipe);
-            return recipe.Fn(input); // apply() runs this with grad disabled: no graph, no saved activations
+            // apply() runs this with grad disabled: no graph. The scope frees the layer's temporaries now; left to the
+            // caller's scope they would live until the whole step ends, and checkpointing would save nothing.
+            using var scope = NewDisposeScope();
+            return recipe.Fn(input).MoveToOuterDisposeScope();
         }
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
@@ -65,6 +68,9 @@ public static class ActivationCheckpoint
             var input = saved[0].detach().requires_grad_(saved[0].requires_grad);
             var parameters = saved.Skip(1).ToList();
 
+            // Backward may run on autograd's own thread, outside any scope of the caller: without this one the
+            // recomputed activations would wait for the garbage collector.
+            using var scope = NewDisposeScope();
             var generator = Generator.Default;
             var current = generator.get_state();
             Tensor output;
@@ -88,6 +94,7 @@ public static class ActivationCheckpoint
                 ? []
                 : autograd.grad([output], wrt, [grad_output], allow_unused: true);
 
+            foreach (var g in grads) g?.MoveToOuterDisposeScope();
             var result = new List<Tensor>();
             var next = 0;
             result.Add(input.requires_grad ? grads[next++] : null!);

@@ -66,6 +66,8 @@ public sealed class LoraFactor : nn.Module<Tensor, Tensor>
 
 /// <summary>
 /// y = x W^T + (alpha / r) * dropout(x) A^T B^T with W frozen (NF4 or a plain tensor) and only A, B trainable.
+/// A and B are float32 under every compute type; with bf16 activations the LoRA path runs on x in float32 and its
+/// result is cast to bf16 once before the add.
 /// A (r, in) is Kaiming-uniform with a = sqrt(5) (PEFT's default, bound 1/sqrt(in)); B (out, r) starts at zero, so a
 /// fresh adapter leaves the output unchanged. The NF4 base is dequantized inside each forward and again in backward
 /// (<see cref="Nf4LinearFunction"/>); no dequantized copy is kept.
@@ -88,8 +90,11 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         options.Validate();
         _base = new FrozenBase(quantizedBase, plainBase);
         (InFeatures, OutFeatures, Rank, Scaling, _dropout) = (inFeatures, outFeatures, options.Rank, options.Scaling, options.Dropout);
-        lora_A = new LoraFactor(KaimingUniformSqrt5([options.Rank, inFeatures], generator).to(dtype, device));
-        lora_B = new LoraFactor(zeros([outFeatures, options.Rank], dtype, device));
+        ComputeType = dtype;
+        // The factors stay float32 whatever the compute type (PEFT under autocast does the same): bf16 has 8 mantissa
+        // bits, so lr * update steps of 1e-4 relative size would round away and B, which starts at zero, barely moves.
+        lora_A = new LoraFactor(KaimingUniformSqrt5([options.Rank, inFeatures], generator).to(ScalarType.Float32, device));
+        lora_B = new LoraFactor(zeros([outFeatures, options.Rank], ScalarType.Float32, device));
         RegisterComponents();
     }
 
@@ -110,6 +115,9 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         return new LoraLinear(null, frozen, weight.shape[1], weight.shape[0], options, generator, weight.dtype, weight.device);
     }
 
+    /// <summary>The type of the frozen base and of the activations; lora_A and lora_B are always float32.</summary>
+    public ScalarType ComputeType { get; }
+
     public long InFeatures { get; }
     public long OutFeatures { get; }
     public int Rank { get; }
@@ -128,9 +136,18 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         var y = _base.Quantized is { } quantized
             ? Nf4LinearFunction.Apply(x, quantized)
             : F.linear(x, _base.Plain!);                                            // (..., out)
+        if (x.dtype == ScalarType.Float32)
+            return y + LoraUpdate(x);
+        using var x32 = x.to(ScalarType.Float32);
+        using var update = LoraUpdate(x32);
+        return y + update.to(x.dtype);                                              // rounded once, after the f32 path
+    }
+
+    private Tensor LoraUpdate(Tensor x)                                             // x (..., in), float32
+    {
         var input = _dropout > 0 ? F.dropout(x, _dropout, training) : x;
         var update = lora_B.call(lora_A.call(input));                               // (..., r) -> (..., out)
-        return y + update * Scaling;
+        return update * Scaling;
     }
 
     /// <summary>PEFT's default init: <c>kaiming_uniform_(A, a=sqrt(5))</c> = U(-b, b) with

@@ -68,6 +68,9 @@ public static class Nf4
 
     private static readonly Lazy<float[]> DynamicMapValues = new(BuildDynamicMap);
 
+    /// <summary>The shared map itself, for kernels that only read it.</summary>
+    internal static float[] DynamicMapTable => DynamicMapValues.Value;
+
     private static float[] BuildDynamicMap()
     {
         // Built with torch's own linspace and float32 arithmetic, as the Python does, so each value has the same bits:
@@ -125,12 +128,29 @@ public static class Nf4
     }
 
     /// <summary>
-    /// Quantizes a float32 or bfloat16 weight (any shape, any device) with torch ops on the weight's device; the result
-    /// lives there too. Gives the same bytes as the scalar <see cref="Quantize(ReadOnlySpan{float}, long[], Device?)"/>
-    /// (the reference): x = w * (1 / absmax) in float32, then the code is the number of thresholds x exceeds
-    /// (<c>bucketize</c>, left-closed), with NaN (a zero block) forced to code 0 as the kernel's tree gives.
+    /// Quantizes a float32 or bfloat16 weight (any shape, any device); the result lives on the weight's device. Gives
+    /// the same bytes as the scalar <see cref="Quantize(ReadOnlySpan{float}, long[], Device?)"/> (the reference):
+    /// x = w * (1 / absmax) in float32, then the code is the number of thresholds x exceeds, NaN (a zero block) giving
+    /// code 0 as the kernel's tree does. A contiguous CPU weight goes through a C# kernel (in place, parallel over
+    /// blocks); anything else through <see cref="QuantizeWithTorchOps"/> (<c>bucketize</c>, left-closed).
     /// </summary>
     public static Nf4Tensor Quantize(Tensor weight)
+    {
+        if (weight.NumberOfElements == 0) throw new ArgumentException("cannot quantize an empty tensor");
+        if (!Nf4CpuQuantizer.Supports(weight)) return QuantizeWithTorchOps(weight);
+        var blocks = (weight.NumberOfElements + BlockSize - 1) / BlockSize;
+        var packed = empty([blocks * BlockSize / 2], ScalarType.Byte);
+        using var absmax = empty([blocks], ScalarType.Float32);
+        Nf4CpuQuantizer.QuantizeBlocks(weight, packed, absmax);
+        var (quantizedAbsmax, scales, offset) = QuantizeAbsmax(absmax);
+        return new Nf4Tensor(packed, quantizedAbsmax, scales, offset, [.. weight.shape]);
+    }
+
+    /// <summary>
+    /// <see cref="Quantize(Tensor)"/> with torch ops on the weight's device (the path for GPUs and non-contiguous
+    /// weights; on a contiguous CPU weight Quantize runs a C# kernel with the same bytes and no float32/int64 copies).
+    /// </summary>
+    public static Nf4Tensor QuantizeWithTorchOps(Tensor weight)
     {
         var count = weight.NumberOfElements;
         if (count == 0) throw new ArgumentException("cannot quantize an empty tensor");
@@ -209,16 +229,42 @@ public static class Nf4
         using (var t = tensor(absmax))
         using (var mean = t.mean())
             offset = mean.item<float>();
-        var map = DynamicMapValues.Value;
         var groups = (absmax.Length + AbsmaxBlockSize - 1) / AbsmaxBlockSize;
         var codes = new byte[groups * AbsmaxBlockSize];
         var scales = new float[groups];
-        var centred = new float[AbsmaxBlockSize];
-        for (var g = 0; g < groups; g++)
+        QuantizeAbsmax(absmax, offset, codes, scales);
+        return (codes, scales, offset);
+    }
+
+    /// <summary>The same into torch tensors, from a float32 CPU absmax tensor: no managed arrays, which for 7B's
+    /// projections would pile up on the large-object heap faster than the GC returns them.</summary>
+    private static (Tensor Codes, Tensor Scales, float Offset) QuantizeAbsmax(Tensor absmax)
+    {
+        float offset;
+        using (var mean = absmax.mean())
+            offset = mean.item<float>();
+        var count = (int)absmax.NumberOfElements;
+        var groups = (count + AbsmaxBlockSize - 1) / AbsmaxBlockSize;
+        var codes = empty([groups * AbsmaxBlockSize], ScalarType.Byte);
+        var scales = empty([groups], ScalarType.Float32);
+        unsafe
+        {
+            QuantizeAbsmax(new ReadOnlySpan<float>(Nf4CpuDequantizer.DataPointer(absmax), count), offset,
+                new Span<byte>(Nf4CpuDequantizer.DataPointer(codes), groups * AbsmaxBlockSize),
+                new Span<float>(Nf4CpuDequantizer.DataPointer(scales), groups));
+        }
+        return (codes, scales, offset);
+    }
+
+    private static void QuantizeAbsmax(ReadOnlySpan<float> absmax, float offset, Span<byte> codes, Span<float> scales)
+    {
+        var map = DynamicMapValues.Value;
+        Span<float> centred = stackalloc float[AbsmaxBlockSize];
+        for (var g = 0; g < scales.Length; g++)
         {
             var start = g * AbsmaxBlockSize;
             var length = Math.Min(AbsmaxBlockSize, absmax.Length - start);
-            Array.Clear(centred);
+            centred.Clear();
             var max = 0f;
             for (var i = 0; i < length; i++)
             {
@@ -230,7 +276,6 @@ public static class Nf4
             for (var i = 0; i < AbsmaxBlockSize; i++)
                 codes[start + i] = QuantizeDynamic(map, centred[i] * inverse);
         }
-        return (codes, scales, offset);
     }
 }
 
@@ -256,8 +301,27 @@ public sealed record Nf4Tensor(Tensor PackedCodes, Tensor QuantizedAbsmax, Tenso
     // so one gather per byte yields both weights and no shift, mask or interleave is needed.
     private Tensor? _pairValues, _dynamicMap;
 
-    /// <summary>The weight as <paramref name="dtype"/> (float32 or bfloat16) on this tensor's device, from torch ops only.</summary>
-    public Tensor Dequantize(ScalarType dtype = ScalarType.Float32)
+    /// <summary>
+    /// The weight as <paramref name="dtype"/> (float32 or bfloat16) on this tensor's device. On the CPU a C# kernel
+    /// writes the result directly (tens of times faster than torch ops, same bits); elsewhere
+    /// <see cref="DequantizeWithTorchOps"/> runs on the device.
+    /// </summary>
+    public Tensor Dequantize(ScalarType dtype = ScalarType.Float32) =>
+        Device.type == DeviceType.CPU ? Nf4CpuDequantizer.Dequantize(this, dtype) : DequantizeWithTorchOps(dtype);
+
+    /// <summary>Dequantizes into <paramref name="destination"/> (CPU, contiguous, Float32 or BFloat16, ElementCount
+    /// elements, any shape) with the C# kernel: no allocation, so no page faults on a fresh buffer.</summary>
+    public void DequantizeInto(Tensor destination) => Nf4CpuDequantizer.DequantizeInto(this, destination);
+
+    /// <summary>
+    /// Scratch buffers shared by the weights of one model, which <see cref="Nf4LinearFunction"/> dequantizes into
+    /// instead of allocating (null: allocate each time). Set by the loader that made the weights.
+    /// </summary>
+    public Nf4Workspace? Workspace { get; init; }
+
+    /// <summary>The weight as <paramref name="dtype"/> (float32 or bfloat16) on this tensor's device, from torch ops
+    /// only: the reference the CPU kernel matches bit for bit, and the path for other devices.</summary>
+    public Tensor DequantizeWithTorchOps(ScalarType dtype = ScalarType.Float32)
     {
         using var scope = NewDisposeScope();
         var blocks = BlockCount;
@@ -310,6 +374,7 @@ public sealed record Nf4Tensor(Tensor PackedCodes, Tensor QuantizedAbsmax, Tenso
 
     public void Dispose()
     {
+        Workspace?.Release();
         PackedCodes.Dispose();
         QuantizedAbsmax.Dispose();
         AbsmaxScales.Dispose();

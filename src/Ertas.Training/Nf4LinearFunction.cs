@@ -9,6 +9,7 @@ namespace Ertas.Training;
 /// it; backward dequantizes again for dx = dy W. Autograd therefore never holds a dequantized copy between forward and
 /// backward (F.linear would save W for the input gradient), and nothing is saved at all: W needs no gradient, so x is
 /// not needed either. This is bitsandbytes' MatMul4Bit trade: a second dequantization for 4 bits instead of 16 held.
+/// With a <see cref="Nf4Tensor.Workspace"/> the dequantized weight goes into a buffer reused across calls.
 /// </summary>
 internal sealed class Nf4LinearFunction : autograd.SingleTensorFunction<Nf4LinearFunction>
 {
@@ -20,16 +21,20 @@ internal sealed class Nf4LinearFunction : autograd.SingleTensorFunction<Nf4Linea
         var (x, weight) = ((Tensor)vars[0], (Nf4Tensor)vars[1]);
         ctx.save_data("weight", weight);
         ctx.save_data("dtype", x.dtype);
-        using var w = weight.Dequantize(x.dtype);
-        return F.linear(x, w);
+        using var w = Dequantize(weight, x.dtype);
+        return F.linear(x, w.Weight);
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
     {
         var weight = (Nf4Tensor)ctx.get_data("weight");
-        using var w = weight.Dequantize((ScalarType)ctx.get_data("dtype"));
-        return [grad_output.matmul(w), null!]; // no gradient for the (non-tensor) weight argument
+        using var w = Dequantize(weight, (ScalarType)ctx.get_data("dtype"));
+        return [grad_output.matmul(w.Weight), null!]; // no gradient for the (non-tensor) weight argument
     }
+
+    // The weight lives only until the matmul returns, so a shared workspace buffer can hold it.
+    private static Nf4Workspace.Lease Dequantize(Nf4Tensor weight, ScalarType dtype) =>
+        weight.Workspace is { } workspace ? workspace.Dequantize(weight, dtype) : new Nf4Workspace.Lease(null, weight.Dequantize(dtype));
 
     public static Tensor Apply(Tensor x, Nf4Tensor weight) => apply(x, weight);
 }

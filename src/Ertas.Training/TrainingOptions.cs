@@ -47,8 +47,8 @@ public sealed record TrainingOptions
     public int EvalEvery { get; init; }
     /// <summary>Recompute each layer in backward instead of keeping its activations.</summary>
     public bool GradientCheckpointing { get; init; }
-    /// <summary>"cpu", "cuda" or "auto".</summary>
-    public string Device { get; init; } = "cpu";
+    /// <summary>"cpu", "cuda" or "auto" (cuda when TorchSharp sees a CUDA device, else cpu).</summary>
+    public string Device { get; init; } = "auto";
 
     /// <summary>Written into adapter_config.json as <c>base_model_name_or_path</c>; null: the base folder's full path.</summary>
     public string? BaseModelName { get; init; }
@@ -64,6 +64,51 @@ public sealed record TrainingOptions
         QuantizeBase = QuantizeBase,
         Seed = (long)(Seed & long.MaxValue),
     };
+
+    /// <summary>
+    /// The settings that change what a run computes, by name, in invariant text: what a checkpoint records and a
+    /// resume must match. Left out on purpose: <see cref="EvalEvery"/> (eval draws no random numbers and changes no
+    /// weight), <see cref="GradientCheckpointing"/> (recomputes the same values), <see cref="Device"/> and
+    /// <see cref="BaseModelName"/> (a label).
+    /// </summary>
+    public IReadOnlyList<KeyValuePair<string, string>> ResultAffectingSettings() =>
+    [
+        new("rank", Text(Rank)),
+        new("alpha", Text(Alpha)),
+        new("dropout", Text(Dropout)),
+        new("targets", string.Join(",", TargetModules)),
+        new("quantize_base", QuantizeBase ? "true" : "false"),
+        new("lr", Text(LearningRate)),
+        new("scheduler", Scheduler.ToString().ToLowerInvariant()),
+        new("warmup_steps", Text(WarmupSteps)),
+        new("warmup_ratio", Text(WarmupRatio)),
+        new("weight_decay", Text(WeightDecay)),
+        new("max_grad_norm", Text(MaxGradNorm)),
+        new("epochs", Text(Epochs)),
+        new("max_steps", Text(MaxSteps)),
+        new("batch_size", Text(BatchSize)),
+        new("grad_accum", Text(GradientAccumulation)),
+        new("seq_len", Text(SequenceLength)),
+        new("seed", Text(Seed)),
+        new("compute", Compute == ComputePrecision.BF16 ? "bf16" : "f32"),
+    ];
+
+    /// <summary>The torch device this run uses: <see cref="Device"/> with "auto" resolved. A CUDA device that
+    /// TorchSharp cannot see is <see cref="ErrorCode.DeviceUnavailable"/> here, before any data or weights load.</summary>
+    public string ResolveDevice()
+    {
+        var requested = Device.Trim().ToLowerInvariant();
+        if (requested == "auto") return Ertas.Modeling.ModelOptions.AutoDevice();
+        if (requested.StartsWith("cuda", StringComparison.Ordinal) && Ertas.Modeling.ModelOptions.AutoDevice() != "cuda")
+            throw new ErtasException(ErrorCode.DeviceUnavailable,
+                $"device '{Device}' was requested but torch.cuda.is_available() is false: no CUDA GPU or driver is visible, " +
+                "or this build uses TorchSharp-cpu. Use --device cpu, or --device auto to take a GPU only when there is one");
+        if (requested != "cpu" && !requested.StartsWith("cuda", StringComparison.Ordinal))
+            throw new ErtasException(ErrorCode.InvalidArgument, $"unknown device '{Device}'; valid: auto, cpu, cuda");
+        return requested;
+    }
+
+    private static string Text<T>(T value) where T : IFormattable => value.ToString(null, System.Globalization.CultureInfo.InvariantCulture);
 
     public void Validate()
     {
@@ -86,7 +131,9 @@ public sealed record TrainingOptions
     private static ErtasException Invalid(string message) => new(ErrorCode.InvalidArgument, message);
 }
 
-/// <summary>What a run did: losses per optimizer step, eval losses by step, throughput.</summary>
+/// <summary>What a run did: losses per optimizer step, eval losses by step (for a resumed run, from the first step on),
+/// throughput. <see cref="ProcessedTokens"/> and <see cref="Elapsed"/> count this call's work only, so
+/// <see cref="TokensPerSecond"/> stays true after a resume.</summary>
 public sealed record TrainingResult(
     IReadOnlyList<double> StepLosses,
     IReadOnlyList<(long Step, double Loss)> EvalLosses,

@@ -1,22 +1,9 @@
-using System.Diagnostics;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Ertas.Training.Tests;
 
-public sealed record ThroughputResult(long Elements, double FastSeconds, double NaiveSeconds, bool SameValues)
-{
-    /// <summary>GB/s counted as bf16 output bytes written (2 per weight).</summary>
-    public double FastGBps => Elements * 2 / FastSeconds / 1e9;
-    public double NaiveGBps => Elements * 2 / NaiveSeconds / 1e9;
-
-    public override string ToString() =>
-        $"NF4 -> bf16 dequantize, {Elements} weights: pair-LUT {FastSeconds * 1e3:F1} ms ({FastGBps:F2} GB/s of bf16 out), " +
-        $"naive shift/mask/gather {NaiveSeconds * 1e3:F1} ms ({NaiveGBps:F2} GB/s), speedup {NaiveSeconds / FastSeconds:F2}x, " +
-        $"threads {get_num_threads()}";
-}
-
-/// <summary>The plain formulation to compare against, and the timing loop.</summary>
+/// <summary>The plain formulation the dequantizers are checked against (bench/Ertas.Bench times the same one).</summary>
 internal static class Nf4Throughput
 {
     /// <summary>Unpack both nibbles with shift and mask, interleave, gather each code from the 16-value table, scale.</summary>
@@ -32,28 +19,5 @@ internal static class Nf4Throughput
         var absmax = q.DequantizeAbsmax().narrow(0, 0, blocks);
         var weight = (values * absmax.unsqueeze(1)).view(-1).narrow(0, 0, q.ElementCount).view(q.Shape);
         return weight.to(dtype).MoveToOuterDisposeScope();
-    }
-
-    public static ThroughputResult Measure(Nf4Tensor q, int repeats)
-    {
-        bool same;
-        using (var a = q.Dequantize(ScalarType.BFloat16))
-        using (var b = NaiveDequantize(q, ScalarType.BFloat16))
-            same = Tensors.BitEqual(a, b); // also warms both paths up
-        var fast = Best(() => q.Dequantize(ScalarType.BFloat16), repeats);
-        var naive = Best(() => NaiveDequantize(q, ScalarType.BFloat16), repeats);
-        return new ThroughputResult(q.ElementCount, fast, naive, same);
-    }
-
-    private static double Best(Func<Tensor> run, int repeats)
-    {
-        var best = double.MaxValue;
-        for (var i = 0; i < repeats; i++)
-        {
-            var watch = Stopwatch.StartNew();
-            using (run()) { }
-            best = Math.Min(best, watch.Elapsed.TotalSeconds);
-        }
-        return best;
     }
 }

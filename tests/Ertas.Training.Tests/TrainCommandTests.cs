@@ -50,7 +50,9 @@ public sealed class TrainCommandTests(TrainingFixture fixture)
     }
 
     [Theory]
-    [InlineData("--resume", "x")]
+    [InlineData("--checkpoint-every", "-1")]
+    [InlineData("--keep-checkpoints", "0")]
+    [InlineData("--device", "tpu")]
     [InlineData("--compute", "fp8")]
     [InlineData("--scheduler", "step")]
     public void Train_UnsupportedOrInvalidOptions_AreUsageErrors(string option, string value)
@@ -58,5 +60,27 @@ public sealed class TrainCommandTests(TrainingFixture fixture)
         var (exit, _, error) = Cli("train", "--model", fixture.BaseFolder, "--data", fixture.DataFile, "--out", fixture.NewFolder("x"), option, value);
         Assert.Equal((int)ExitCode.Usage, exit);
         Assert.Contains("ERTAS1001", error);
+    }
+
+    [SkippableFact]
+    public void Train_DeviceCuda_WithoutACudaDevice_IsDeviceUnavailable_BeforeAnyWork()
+    {
+        Skip.If(Ertas.Modeling.ModelOptions.AutoDevice() == "cuda", "this machine has a CUDA device");
+        var output = Path.Combine(fixture.Root, "cuda-out-" + Guid.NewGuid().ToString("N")[..8]);
+        var (exit, _, error) = Cli("train", "--model", fixture.BaseFolder, "--data", fixture.DataFile, "--out", output, "--device", "cuda");
+        Assert.Equal((int)ExitCode.Failure, exit);
+        Assert.Contains("error ERTAS5004: device 'cuda' was requested but torch.cuda.is_available() is false", error);
+        Assert.False(Directory.Exists(output)); // failed before preparing data or loading weights
+    }
+
+    [Fact]
+    public void Train_ResumeFromAFolderThatDoesNotExist_IsCheckpointInvalid()
+    {
+        var output = fixture.NewFolder("resume-missing");
+        var (exit, _, error) = Cli("train", "--model", fixture.BaseFolder, "--data", fixture.DataFile, "--out", output,
+            "--seq-len", "128", "--max-steps", "1", "--resume", "latest");
+        Assert.Equal((int)ExitCode.Failure, exit);
+        Assert.Contains("error ERTAS7010: no complete checkpoint to resume from", error);
+        Assert.False(File.Exists(Path.Combine(output, Trainer.AdapterWeightsFile)));
     }
 }

@@ -7,18 +7,20 @@ using Ertas.Training;
 
 namespace Ertas.Cli.Commands;
 
-/// <summary><c>ertas train</c>: JSONL in, a PEFT LoRA adapter folder (and metrics.jsonl) out.</summary>
+/// <summary><c>ertas train</c>: JSONL in, a PEFT LoRA adapter folder (and metrics.jsonl, loss.svg, checkpoints) out;
+/// settings from the command line and/or a <c>--config</c> train.json.</summary>
 public sealed class TrainCommand : ICommand
 {
     public IReadOnlyList<string> Verb { get; } = ["train"];
-    public string Usage => "ertas train --model DIR --data FILE.jsonl [--data ...] --out DIR [options]";
-    public string Summary => "QLoRA-train an adapter on JSONL data; writes adapter_config.json, adapter_model.safetensors and metrics.jsonl.";
+    public string Usage => "ertas train --model DIR --data FILE.jsonl [--data ...] --out DIR [options]  |  ertas train --config train.json [options]";
+    public string Summary => "QLoRA-train an adapter on JSONL data; writes adapter_config.json, adapter_model.safetensors, metrics.jsonl and loss.svg.";
 
     public IReadOnlyList<OptionSpec> Options { get; } =
     [
-        new("--model", "The base model: a Hugging Face Mistral folder (with tokenizer.model).", "DIR", Required: true),
-        new("--data", "A JSONL dataset (chat, ShareGPT, Alpaca or completion); repeat for several.", "FILE", Required: true, Repeatable: true),
-        new("--out", "Output folder for the adapter and metrics.jsonl.", "DIR", Required: true),
+        new("--model", "The base model: a Hugging Face Mistral folder (with tokenizer.model). Required, here or in --config.", "DIR"),
+        new("--data", "A JSONL dataset (chat, ShareGPT, Alpaca or completion); repeat for several. Required, here or in --config.", "FILE", Repeatable: true),
+        new("--out", "Output folder for the adapter, metrics.jsonl, loss.svg and checkpoints/. Required, here or in --config.", "DIR"),
+        new("--config", "A train.json: an object whose keys are these option names without dashes (\"rank\": 16, \"data\": [\"a.jsonl\"]); paths in it are relative to its folder; options given here override it.", "FILE"),
         new("--rank", "LoRA rank r (default 16).", "R"),
         new("--alpha", "LoRA alpha; the update is scaled by alpha / r (default 16).", "A"),
         new("--dropout", "LoRA dropout in [0, 1) (default 0.05).", "P"),
@@ -36,34 +38,68 @@ public sealed class TrainCommand : ICommand
         new("--grad-accum", "Micro-batches per optimizer step (default 1).", "N"),
         new("--seq-len", "Packed row length in tokens (default 2048).", "N"),
         new("--seed", "Seed for LoRA init, dropout, shuffling and the split (default 42).", "N"),
-        new("--compute", "Compute type: f32 (default) or bf16.", "TYPE"),
+        new("--compute", "Compute type of the frozen base: f32 (default) or bf16; LoRA weights are float32 either way.", "TYPE"),
         new("--eval-every", "Eval loss every N optimizer steps (default: after the last only).", "N"),
         new("--eval-fraction", "Fraction of examples held out for eval, in [0, 1) (default 0).", "F"),
         new("--gradient-checkpointing", "Recompute each layer in backward (less memory, one extra forward)."),
         new("--train-on-prompt", "Train on every token, not only the assistant answers."),
         new("--cache-dir", "Where prepared datasets are cached (default OUT/.dataset-cache).", "DIR"),
-        new("--device", "cpu (default), cuda or auto.", "DEVICE"),
-        new("--config", "Not yet supported: a train.json with these settings.", "FILE"),
-        new("--checkpoint-every", "Not yet supported: periodic checkpoints.", "N"),
-        new("--resume", "Not yet supported: resume from a checkpoint.", "DIR"),
+        new("--device", "auto (default: cuda when available, else cpu), cpu or cuda (an error when no CUDA device is available).", "DEVICE"),
+        new("--checkpoint-every", "Write OUT/checkpoints/step-N (adapter, optimizer, RNG and data position) every N optimizer steps (default 0: off).", "N"),
+        new("--keep-checkpoints", "How many of the newest checkpoints to keep (default 2).", "K"),
+        new("--resume", "Continue from a checkpoint: a step folder, or 'latest' for the newest complete one under OUT/checkpoints. The settings and data must match the checkpoint's; the adapter comes out identical to an uninterrupted run's.", "DIR|latest"),
     ];
 
-    public int Run(ParsedArgs args, CliContext context)
+    /// <summary>What each option takes in a --config file (keys are the names without dashes).</summary>
+    private static readonly IReadOnlyDictionary<string, ConfigValueKind> ConfigSchema = new Dictionary<string, ConfigValueKind>(StringComparer.Ordinal)
     {
-        foreach (var unsupported in new[] { "--config", "--checkpoint-every", "--resume" })
-            if (args.Has(unsupported))
-                throw new ErtasException(ErrorCode.InvalidArgument, $"{unsupported} is not supported yet");
-        var modelFolder = args.Require("--model");
-        var output = args.Require("--out");
-        var options = ReadOptions(args);
-        var preparation = new PreparationOptions
+        ["model"] = ConfigValueKind.Path, ["data"] = ConfigValueKind.PathList, ["out"] = ConfigValueKind.Path,
+        ["rank"] = ConfigValueKind.Integer, ["alpha"] = ConfigValueKind.Number, ["dropout"] = ConfigValueKind.Number,
+        ["targets"] = ConfigValueKind.TextList, ["no-quantize"] = ConfigValueKind.Flag, ["lr"] = ConfigValueKind.Number,
+        ["scheduler"] = ConfigValueKind.Text, ["warmup-steps"] = ConfigValueKind.Integer, ["warmup-ratio"] = ConfigValueKind.Number,
+        ["weight-decay"] = ConfigValueKind.Number, ["max-grad-norm"] = ConfigValueKind.Number, ["epochs"] = ConfigValueKind.Integer,
+        ["max-steps"] = ConfigValueKind.Integer, ["batch-size"] = ConfigValueKind.Integer, ["grad-accum"] = ConfigValueKind.Integer,
+        ["seq-len"] = ConfigValueKind.Integer, ["seed"] = ConfigValueKind.Integer, ["compute"] = ConfigValueKind.Text,
+        ["eval-every"] = ConfigValueKind.Integer, ["eval-fraction"] = ConfigValueKind.Number,
+        ["gradient-checkpointing"] = ConfigValueKind.Flag, ["train-on-prompt"] = ConfigValueKind.Flag, ["cache-dir"] = ConfigValueKind.Path,
+        ["device"] = ConfigValueKind.Text, ["checkpoint-every"] = ConfigValueKind.Integer, ["keep-checkpoints"] = ConfigValueKind.Integer,
+        ["resume"] = ConfigValueKind.PathOrLatest,
+    };
+
+    public int Run(ParsedArgs commandLine, CliContext context)
+    {
+        var (args, config) = WithConfig(commandLine);
+        TrainingOptions options;
+        PreparationOptions preparation;
+        CheckpointPolicy checkpoints;
+        string modelFolder, output;
+        IReadOnlyList<string> dataFiles;
+        try
         {
-            SequenceLength = options.SequenceLength,
-            Seed = options.Seed,
-            EvalFraction = GetDouble(args, "--eval-fraction", 0),
-            TrainOnPrompt = args.Has("--train-on-prompt"),
-        };
-        preparation.Validate();
+            modelFolder = Required(args, "--model");
+            dataFiles = args.GetAll("--data").Count > 0 ? args.GetAll("--data") : [Required(args, "--data")];
+            output = Required(args, "--out");
+            options = ReadOptions(args);
+            preparation = new PreparationOptions
+            {
+                SequenceLength = options.SequenceLength,
+                Seed = options.Seed,
+                EvalFraction = GetDouble(args, "--eval-fraction", 0),
+                TrainOnPrompt = args.Has("--train-on-prompt"),
+            };
+            preparation.Validate();
+            checkpoints = new CheckpointPolicy
+            {
+                Every = args.GetInt("--checkpoint-every", 0, min: 0),
+                Keep = args.GetInt("--keep-checkpoints", 2, min: 1),
+                Resume = args.Get("--resume"),
+            };
+        }
+        catch (ErtasException e) when (config is not null && ConfigEntryBehind(e, commandLine, config) is { } entry)
+        {
+            throw new ErtasException(ErrorCode.TrainingConfigInvalid, $"\"{entry.Key}\": {e.Message}", config.FilePath, entry.Line, entry.Column, e);
+        }
+        options.ResolveDevice(); // an unavailable --device fails here, before data preparation
 
         string tokenizerPath;
         using (var checkpoint = HfCheckpoint.Open(modelFolder))
@@ -71,11 +107,41 @@ public sealed class TrainCommand : ICommand
                 ?? throw new ErtasException(ErrorCode.TokenizerMissing, "the model folder has no tokenizer.model", Path.Combine(modelFolder, "tokenizer.model"));
         var tokenizer = MistralTokenizer.Load(tokenizerPath);
         var progress = new TextProgressSink(context.Error);
-        var data = DatasetPreparer.Prepare(args.GetAll("--data"), tokenizer, File.ReadAllBytes(tokenizerPath), preparation,
+        if (config is not null) progress.Report($"train: settings from {config.FilePath} ({config.Entries.Count} keys), command-line options override them");
+        var data = DatasetPreparer.Prepare(dataFiles, tokenizer, File.ReadAllBytes(tokenizerPath), preparation,
             args.Get("--cache-dir") ?? Path.Combine(output, ".dataset-cache"), progress, context.Cancellation);
-        Trainer.Run(modelFolder, data, output, options, progress, context.Cancellation);
+        Trainer.Run(modelFolder, data, output, options, checkpoints, progress, context.Cancellation);
         return 0;
     }
+
+    /// <summary>The command line with --config's settings added under it: a key the command line also gives is ignored
+    /// (for --data, the whole list), so explicit options win.</summary>
+    private (ParsedArgs Args, TrainingConfigFile? Config) WithConfig(ParsedArgs commandLine)
+    {
+        if (commandLine.Get("--config") is not { } path) return (commandLine, null);
+        var config = TrainingConfigFile.Read(path, ConfigSchema);
+        var tokens = new List<string>();
+        foreach (var spec in Options.Where(o => o.Name != "--config"))
+        {
+            if (commandLine.Has(spec.Name))
+                foreach (var value in commandLine.GetAll(spec.Name))
+                    tokens.AddRange(spec.IsFlag ? [spec.Name] : [spec.Name, value]);
+            else if (config.Find(spec.Name[2..]) is { } entry)
+                foreach (var value in entry.Values)
+                    tokens.AddRange(spec.IsFlag ? [spec.Name] : [spec.Name, value]);
+        }
+        return (ParsedArgs.Parse(tokens, Options, maxPositionals: 0), config);
+    }
+
+    /// <summary>The config entry an option error is about: the error names the option, and the value came from the file.</summary>
+    private static TrainingConfigEntry? ConfigEntryBehind(ErtasException error, ParsedArgs commandLine, TrainingConfigFile config) =>
+        error.Code is ErrorCode.InvalidArgument or ErrorCode.MissingArgument
+            ? config.Entries.FirstOrDefault(e => !commandLine.Has("--" + e.Key) &&
+                System.Text.RegularExpressions.Regex.IsMatch(error.Message, $@"--{System.Text.RegularExpressions.Regex.Escape(e.Key)}\b"))
+            : null;
+
+    private static string Required(ParsedArgs args, string name) =>
+        args.Get(name) ?? throw new ErtasException(ErrorCode.MissingArgument, $"missing required option {name} (give it on the command line or in --config)");
 
     private static TrainingOptions ReadOptions(ParsedArgs args)
     {
@@ -118,9 +184,9 @@ public sealed class TrainCommand : ICommand
             GradientCheckpointing = args.Has("--gradient-checkpointing"),
             Device = args.Get("--device")?.ToLowerInvariant() switch
             {
-                null or "cpu" => "cpu",
+                null or "auto" => "auto",
+                "cpu" => "cpu",
                 "cuda" => "cuda",
-                "auto" => "auto",
                 var other => throw new ErtasException(ErrorCode.InvalidArgument, $"unknown --device '{other}'; valid: cpu, cuda, auto"),
             },
         };

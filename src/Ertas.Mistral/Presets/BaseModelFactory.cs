@@ -27,7 +27,7 @@ public sealed record BaseModelRequest
 /// </summary>
 public static class BaseModelFactory
 {
-    public static IReadOnlyList<string> PresetNames { get; } = ["tiny", "7b"];
+    public static IReadOnlyList<string> PresetNames { get; } = ["tiny", "100m", "7b"];
 
     /// <summary>
     /// The tiny preset: ~3M parameters, rows of 256 so every K-quant applies, GQA (4 query heads per KV head, as 7B),
@@ -46,15 +46,37 @@ public static class BaseModelFactory
         TorchDtype = "float32",
     };
 
+    /// <summary>
+    /// The 100m preset, for training-speed benchmarks: GPT-2 small's width and depth (hidden 768, 12 layers) in Mistral's
+    /// block (12 query heads over 4 KV heads of 64, SwiGLU of 2048, sliding window off) with 7B's vocabulary size
+    /// (32000, padded like 7b's), so the embedding, lm_head and cross-entropy weigh what they do in a real run.
+    /// 124.6M parameters: 75.5M in the projections, 24.6M each in the embedding and lm_head; bf16 like 7B.
+    /// </summary>
+    public static MistralConfig Preset100M { get; } = new()
+    {
+        HiddenSize = 768,
+        IntermediateSize = 2048,
+        NumHiddenLayers = 12,
+        NumAttentionHeads = 12,
+        NumKeyValueHeads = 4,
+        MaxPositionEmbeddings = 4096,
+        SlidingWindow = null,
+        VocabSize = 32000,
+        TorchDtype = "bfloat16",
+    };
+
+    private static MistralConfig PresetConfig(string preset) => preset.ToLowerInvariant() switch
+    {
+        "tiny" => Tiny,
+        "100m" => Preset100M,
+        "7b" => MistralConfig.Mistral7B,
+        _ => throw new ErtasException(ErrorCode.InvalidArgument,
+            $"unknown preset '{preset}'; valid presets: {string.Join(", ", PresetNames)}"),
+    };
+
     public static MistralConfig ResolveConfig(BaseModelRequest request, int tokenizerVocabSize, bool vocabFromTokenizerFile)
     {
-        var preset = request.Preset.ToLowerInvariant() switch
-        {
-            "tiny" => Tiny,
-            "7b" => MistralConfig.Mistral7B,
-            _ => throw new ErtasException(ErrorCode.InvalidArgument,
-                $"unknown preset '{request.Preset}'; valid presets: {string.Join(", ", PresetNames)}"),
-        };
+        var preset = PresetConfig(request.Preset);
         if (vocabFromTokenizerFile && request.VocabSize is { } asked && asked != tokenizerVocabSize)
             throw new ErtasException(ErrorCode.TokenizerVocabMismatch,
                 $"--vocab-size {asked} disagrees with the tokenizer's {tokenizerVocabSize} pieces; leave --vocab-size out to use the tokenizer's",
@@ -167,13 +189,13 @@ public static class BaseModelFactory
             var tokenizer = MistralTokenizer.Load(path);
             return (File.ReadAllBytes(path), tokenizer.VocabSize, true);
         }
-        var target = request.VocabSize ?? (request.Preset.Equals("7b", StringComparison.OrdinalIgnoreCase) ? 32000 : Tiny.VocabSize);
+        var target = request.VocabSize ?? PresetConfig(request.Preset).VocabSize;
         var model = PadWithUnused(SentencePieceBpeTrainer.TrainDefault(target), target);
         return (model.ToBytes(), model.Count, false);
     }
 
     /// <summary>
-    /// The embedded text cannot teach 32000 merges, so the 7B preset fills the rest of its vocabulary with
+    /// The embedded text cannot teach 32000 merges, so the 7b and 100m presets fill the rest of its vocabulary with
     /// UNUSED pieces: real rows in the embedding, never produced by the tokenizer, as sentencepiece defines them.
     /// </summary>
     private static SentencePieceModel PadWithUnused(SentencePieceModel model, int target)

@@ -1,0 +1,160 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Ertas.Core;
+using Ertas.Data;
+using Ertas.Mistral;
+using Ertas.Mistral.Tokenization;
+
+namespace Ertas.Bench;
+
+/// <summary>
+/// The child side of the training scenarios (<c>nf4-dequant</c>, <c>qlora-7b-step</c>, <c>train-100m</c>): each runs
+/// in its own process (<c>training-worker KIND ARGS</c>) so its peak RSS is its own and libtorch's thread pool does not
+/// compete with another scenario's. Progress goes to stderr, the result as one RESULT line of JSON to stdout.
+/// Diagnostic kinds, run by hand (<c>dotnet Ertas.Bench.dll training-worker KIND ...</c>): <c>matmul</c> (GFLOP/s of
+/// matmul/mm/linear in f32 and bf16), <c>load-trace BASE</c> (RSS per layer of the streaming QLoRA load),
+/// <c>rss-per-step BASE WORK</c> (RSS after each training step, checkpointing off and on), <c>linear-probe</c> (RSS
+/// across forwards of one 7B-sized LoRA/NF4 projection).
+/// </summary>
+public static class TrainingWorker
+{
+    public const string Verb = "training-worker";
+    private const string ResultPrefix = "RESULT ";
+
+    public static int Run(IReadOnlyList<string> args)
+    {
+        Ertas.Modeling.ModelOptions.AutoDevice(); // loads TorchSharp's natives (with the libstdc++ fix) first
+        var rest = args.Skip(1).ToArray();
+        object result = args[0] switch
+        {
+            "nf4" => Nf4DequantBenchmark.Measure(Console.Error),
+            "qlora-step" => QloraStepBenchmark.Measure(rest[0], rest[1], Console.Error),
+            "train-speed" => TrainSpeedBenchmark.Measure(rest[0], rest[1], Console.Error),
+            "load-trace" => QloraStepBenchmark.LoadTrace(rest[0], Console.Error),
+            "linear-probe" => TrainSpeedBenchmark.LinearProbe(Console.Error),
+            "matmul" => TrainSpeedBenchmark.MatmulVariants(Console.Error),
+            "rss-per-step" => TrainSpeedBenchmark.RssPerStep(rest[0], rest[1], Console.Error),
+            _ => throw new ArgumentException($"unknown worker kind '{args[0]}'"),
+        };
+        Console.Out.WriteLine(ResultPrefix + JsonSerializer.Serialize(result, result.GetType()));
+        return 0;
+    }
+
+    /// <summary>Runs <c>Ertas.Bench.dll training-worker ARGS</c> measured, echoes its progress lines, parses its result.</summary>
+    public static (T Result, ChildRun Run) Launch<T>(BenchEnvironment env, string description, params string[] args)
+    {
+        var benchDll = Path.Combine(AppContext.BaseDirectory, "Ertas.Bench.dll");
+        var run = ChildProcessMeasurement.Run(description, "dotnet", [benchDll, Verb, .. args], env.Log);
+        foreach (var line in run.StderrLines)
+            env.Log.WriteLine($"  | {line.Seconds,7:F1} s {line.Text}");
+        var json = run.StderrLines.Select(l => l.Text).Single(t => t.StartsWith("stdout: " + ResultPrefix, StringComparison.Ordinal));
+        return (JsonSerializer.Deserialize<T>(json[("stdout: " + ResultPrefix).Length..])!, run);
+    }
+
+    /// <summary>
+    /// bf16 compute where this CPU multiplies bf16 matrices natively (AVX512-BF16 / AMX), else float32: without them
+    /// libtorch's bf16 matmul falls back to a scalar loop (about 1 GFLOP/s on 2 AVX2 cores, 40x slower than float32),
+    /// which would turn a training step into hours. Decided from a 512^3 matmul in each type.
+    /// </summary>
+    public static (Ertas.Training.ComputePrecision Compute, double Bf16GFlops, double F32GFlops) ChooseCompute(TextWriter log)
+    {
+        double Probe(TorchSharp.torch.ScalarType dtype)
+        {
+            using var scope = TorchSharp.torch.NewDisposeScope();
+            var a = TorchSharp.torch.randn([512, 512]).to(dtype);
+            var b = TorchSharp.torch.randn([512, 512]).to(dtype);
+            using (a.mm(b)) { }
+            var best = double.MaxValue;
+            for (var i = 0; i < 3; i++)
+            {
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                using (a.mm(b)) { }
+                best = Math.Min(best, clock.Elapsed.TotalSeconds);
+            }
+            return 2.0 * 512 * 512 * 512 / best / 1e9;
+        }
+        var (bf16, f32) = (Probe(TorchSharp.torch.ScalarType.BFloat16), Probe(TorchSharp.torch.ScalarType.Float32));
+        var compute = bf16 >= f32 ? Ertas.Training.ComputePrecision.BF16 : Ertas.Training.ComputePrecision.F32;
+        log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"matmul 512^3: bf16 {bf16:F1} GFLOP/s, f32 {f32:F1} GFLOP/s: computing in {compute}"));
+        return (compute, bf16, f32);
+    }
+
+    /// <summary>This process's resident and peak resident memory (VmRSS, VmHWM) in MB.</summary>
+    public static (double RssMb, double PeakMb) Memory()
+    {
+        double rss = 0, peak = 0;
+        foreach (var line in File.ReadLines("/proc/self/status"))
+        {
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal)) rss = Kb(line) / 1024.0;
+            else if (line.StartsWith("VmHWM:", StringComparison.Ordinal)) peak = Kb(line) / 1024.0;
+        }
+        return (rss, peak);
+
+        static long Kb(string line) => long.Parse(line.Split(':', 2)[1].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+    }
+
+    public static string DescribeMemory()
+    {
+        var (rss, peak) = Memory();
+        return string.Create(CultureInfo.InvariantCulture, $"RSS {rss:F0} MB (peak {peak:F0} MB)");
+    }
+
+    /// <summary>
+    /// A seeded synthetic chat dataset packed into rows of <paramref name="sequenceLength"/> with the checkpoint's own
+    /// tokenizer: answers of 60-140 random words, so rows hold a few examples each and little padding.
+    /// </summary>
+    public static PreparedDataset SyntheticData(string baseFolder, string workFolder, int sequenceLength, int examples)
+    {
+        Directory.CreateDirectory(workFolder);
+        var words = ("the of and to in is was for on that with as by at from his her they which this are be an have not " +
+                     "river mountain city village market winter summer music garden letter window bridge engine harbor " +
+                     "quiet bright ancient modern gentle rapid distant golden silver careful sudden steady").Split(' ');
+        var random = new Random(20240601);
+        var file = Path.Combine(workFolder, $"synthetic-{examples}.jsonl");
+        var text = new StringBuilder();
+        for (var i = 0; i < examples; i++)
+        {
+            var answer = string.Join(' ', Enumerable.Range(0, random.Next(60, 140)).Select(_ => words[random.Next(words.Length)]));
+            var question = $"Tell me about item {i}.";
+            text.Append("{\"messages\":[{\"role\":\"user\",\"content\":").Append(JsonSerializer.Serialize(question))
+                .Append("},{\"role\":\"assistant\",\"content\":").Append(JsonSerializer.Serialize(answer)).Append("}]}\n");
+        }
+        File.WriteAllText(file, text.ToString(), new UTF8Encoding(false));
+        var tokenizerPath = Path.Combine(baseFolder, "tokenizer.model");
+        var tokenizer = MistralTokenizer.Load(tokenizerPath);
+        return DatasetPreparer.Prepare([file], tokenizer, null, new PreparationOptions { SequenceLength = sequenceLength },
+            Path.Combine(workFolder, "cache"), NullProgressSink.Instance);
+    }
+}
+
+/// <summary>
+/// Model FLOPs of one LoRA training token (forward + backward, activation recomputation not counted: model FLOPs, not
+/// hardware FLOPs), for a frozen base with LoRA on every projection:
+/// <list type="bullet">
+/// <item>base matmuls: forward 2 N_mm, backward input gradients 2 N_mm, no weight gradients (frozen): 4 N_mm, where
+/// N_mm counts the projections and lm_head (the embedding is a lookup);</item>
+/// <item>LoRA: per adapted projection r (in + out) parameters; forward 2, backward 4 (input and weight gradients) FLOPs
+/// per parameter: 6 N_lora;</item>
+/// <item>attention scores and mixing: forward 2 matmuls of 2 T d_attn per token and layer, backward twice that:
+/// 12 L T d_attn (T the row length: the masked SDPA computes every query-key pair).</item>
+/// </list>
+/// Also the usual 6 N convention (N all parameters, embedding included), which assumes every weight is trained.
+/// </summary>
+public sealed record TrainingFlops(long TotalParameters, long MatmulParameters, long LoraParameters, long SequenceLength, long Layers, long AttentionWidth)
+{
+    public double PerToken => 4.0 * MatmulParameters + 6.0 * LoraParameters + 12.0 * Layers * SequenceLength * AttentionWidth;
+    public double SixNPerToken => 6.0 * TotalParameters;
+
+    public static TrainingFlops For(MistralConfig c, int rank, int sequenceLength)
+    {
+        long h = c.HiddenSize, attention = (long)c.NumAttentionHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim, i = c.IntermediateSize;
+        long[][] projections = [[h, attention], [h, kv], [h, kv], [attention, h], [h, i], [h, i], [i, h]]; // (in, out)
+        var perLayerMatmul = projections.Sum(p => p[0] * p[1]);
+        var perLayerLora = projections.Sum(p => rank * (p[0] + p[1]));
+        var lmHead = h * c.VocabSize;
+        var total = c.ExpectedTensors().Sum(t => t.Shape.Aggregate(1L, (a, b) => a * b));
+        return new TrainingFlops(total, c.NumHiddenLayers * perLayerMatmul + lmHead, c.NumHiddenLayers * perLayerLora,
+            sequenceLength, c.NumHiddenLayers, attention);
+    }
+}
