@@ -1,0 +1,166 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Ertas.Build.Tests;
+
+/// <summary>
+/// The SDK as a user gets it: Ertas.Build.Sdk, Ertas.Build.Engine and Ertas.Build.Templates packed from this checkout
+/// with a version of their own into a temporary folder feed, the template installed into a private template hive,
+/// and a nuget.config naming only that feed and nuget.org. Our packages land in a private packages folder (so no
+/// stale copy of a same-numbered version can be picked up); everything else (TorchSharp, libtorch) is read from the
+/// user's global packages folder as a fallback folder, so restore stays offline and fast.
+/// </summary>
+public sealed class PackedSdk : IDisposable
+{
+    public PackedSdk()
+    {
+        RepoRoot = FindRepoRoot();
+        Root = Path.Combine(Path.GetTempPath(), "ertas-build-tests-" + Guid.NewGuid().ToString("N")[..12]);
+        Feed = Path.Combine(Root, "feed");
+        Packages = Path.Combine(Root, "packages");
+        Hive = Path.Combine(Root, "template-hive");
+        Work = Path.Combine(Root, "work");
+        Directory.CreateDirectory(Work);
+        // Unique per run: the lock records it, and a build never sees a package packed by another run.
+        _built = new Lazy<(string, ProcessResult)>(() =>
+        {
+            var project = NewProject("Capitals", "--quantizations \"Q8_0;Q4_K_M\"");
+            return (project, Dotnet(project, "build").EnsureSuccess());
+        });
+        Version = $"0.1.0-test.{DateTime.UtcNow:yyyyMMddHHmmss}";
+        var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}") ? "Release" : "Debug";
+
+        foreach (var project in new[] { "src/Ertas.Build.Sdk/Ertas.Build.Sdk.csproj", "templates/Ertas.Build.Templates.csproj" })
+            Run(RepoRoot, "dotnet", $"pack {project} -c {configuration} -p:PackageVersion={Version} -p:PackageOutputPath={Feed}/ -nodeReuse:false", 600)
+                .EnsureSuccess();
+        Run(Work, "dotnet", $"new install {Path.Combine(Feed, $"Ertas.Build.Templates.{Version}.nupkg")} --debug:custom-hive {Hive}", 120).EnsureSuccess();
+
+        var globalPackages = Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } configured
+            ? configured
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
+        File.WriteAllText(Path.Combine(Work, "nuget.config"), $"""
+            <?xml version="1.0" encoding="utf-8"?>
+            <configuration>
+              <packageSources>
+                <clear />
+                <add key="ertas-test-feed" value="{Feed}" />
+                <add key="nuget.org" value="https://api.nuget.org/v3/index.json" />
+              </packageSources>
+              <fallbackPackageFolders>
+                <add key="user-global-packages" value="{globalPackages}" />
+              </fallbackPackageFolders>
+            </configuration>
+            """);
+        // Keep the temp folder's builds free of any Directory.Build.props above it.
+        File.WriteAllText(Path.Combine(Work, "Directory.Build.props"), "<Project />");
+        File.WriteAllText(Path.Combine(Work, "Directory.Build.targets"), "<Project />");
+    }
+
+    public string RepoRoot { get; }
+    public string Root { get; }
+    public string Feed { get; }
+    public string Packages { get; }
+    public string Hive { get; }
+    public string Work { get; }
+    public string Version { get; }
+
+    /// <summary><c>dotnet new ertas-model -n NAME [options]</c> in a fresh folder; returns the project folder.</summary>
+    public string NewProject(string name, string options = "")
+    {
+        var parent = Path.Combine(Work, name + "-" + Guid.NewGuid().ToString("N")[..6]);
+        Directory.CreateDirectory(parent);
+        Run(parent, "dotnet", $"new ertas-model -n {name} {options} --debug:custom-hive {Hive}", 120).EnsureSuccess();
+        return Path.Combine(parent, name);
+    }
+
+    /// <summary>
+    /// One template project ("Capitals", Q8_0 and Q4_K_M), fully built once per test class; tests that need a built
+    /// project work on <see cref="CopyOfBuiltProject"/> copies so that each full build is paid for once.
+    /// </summary>
+    public (string Project, ProcessResult FirstBuild) BuiltProject => _built.Value;
+
+    private readonly Lazy<(string, ProcessResult)> _built;
+
+    /// <summary>
+    /// A copy of <see cref="BuiltProject"/> in a new folder, as a user would copy a project: timestamps kept, the
+    /// 500 MB engine folder hard-linked (nothing writes into it in place).
+    /// </summary>
+    public string CopyOfBuiltProject()
+    {
+        var (source, _) = BuiltProject;
+        var parent = Path.Combine(Work, "copy-" + Guid.NewGuid().ToString("N")[..6]);
+        var target = Path.Combine(parent, Path.GetFileName(source));
+        Directory.CreateDirectory(target);
+        const string engine = "obj/ertas/engine";
+        Run(source, "bash", $"-c \"tar --exclude=./{engine} -cf - . | (cd '{target}' && tar -xpf -) && cp -al '{Path.Combine(source, engine)}' '{Path.Combine(target, engine)}'\"", 120)
+            .EnsureSuccess();
+        return target;
+    }
+
+    /// <summary><c>dotnet build</c> (or another verb) with plain console logging at normal verbosity.</summary>
+    public ProcessResult Dotnet(string directory, string verb, string extra = "", int timeoutSeconds = 600) =>
+        Run(directory, "dotnet", $"{verb} -tl:off -v:n -nologo -nodeReuse:false {extra}", timeoutSeconds);
+
+    public ProcessResult Run(string directory, string fileName, string arguments, int timeoutSeconds)
+    {
+        var start = new ProcessStartInfo(fileName, arguments)
+        {
+            WorkingDirectory = directory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        // The test host runs under `dotnet test`, whose MSBuild settings must not leak into the user's builds.
+        foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("MSBUILD", StringComparison.OrdinalIgnoreCase)
+                     || k.StartsWith("MSBuild", StringComparison.Ordinal) || k == "DOTNET_HOST_PATH" || k.StartsWith("VSTEST", StringComparison.Ordinal)).ToList())
+            start.Environment.Remove(key);
+        start.Environment["NUGET_PACKAGES"] = Packages;
+        start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        start.Environment["DOTNET_NOLOGO"] = "1";
+        start.Environment["DOTNET_SKIP_FIRST_TIME_EXPERIENCE"] = "1";
+        start.Environment["DOTNET_CLI_DO_NOT_USE_MSBUILD_SERVER"] = "1";
+        start.Environment["MSBUILDDISABLENODEREUSE"] = "1";
+        var output = new StringBuilder();
+        var watch = Stopwatch.StartNew();
+        using var process = new Process { StartInfo = start };
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        if (!process.WaitForExit(timeoutSeconds * 1000))
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"'{fileName} {arguments}' ran longer than {timeoutSeconds} s:\n{output}");
+        }
+        process.WaitForExit();
+        return new ProcessResult($"{fileName} {arguments}", process.ExitCode, output.ToString(), watch.Elapsed);
+    }
+
+    private static string FindRepoRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Ertas.Build.sln")))
+                return dir.FullName;
+        throw new InvalidOperationException("Ertas.Build.sln not found above " + AppContext.BaseDirectory);
+    }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(Root, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}
+
+public sealed record ProcessResult(string Command, int ExitCode, string Output, TimeSpan Elapsed)
+{
+    private const string StageMarker = "ertas stage: ";
+
+    /// <summary>The heavy stages that ran, from the SDK's "ertas stage: NAME" lines, in order.</summary>
+    public IReadOnlyList<string> Stages => Output.Split('\n')
+        .Where(l => l.Contains(StageMarker, StringComparison.Ordinal))
+        .Select(l => l[(l.IndexOf(StageMarker, StringComparison.Ordinal) + StageMarker.Length)..].Trim())
+        .ToList();
+
+    public ProcessResult EnsureSuccess() =>
+        ExitCode == 0 ? this : throw new InvalidOperationException($"'{Command}' exited with {ExitCode}:\n{Output}");
+}

@@ -1,0 +1,178 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Ertas.TestSupport;
+using LLama;
+using LLama.Common;
+
+namespace Ertas.Build.Tests;
+
+/// <summary>
+/// The SDK end to end, as a user meets it: packed packages in a local feed, `dotnet new ertas-model`, `dotnet build`.
+/// The template's project trains the built-in tiny base for three short epochs; one full build is shared (copied)
+/// by the tests that need a built project.
+/// </summary>
+public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
+{
+    private static readonly string[] FullPipeline = ["base", "train", "merge", "quantize Q8_0", "quantize Q4_K_M", "adapter-gguf"];
+
+    private static string Output(string project, string file) => Path.Combine(project, "bin", "Debug", file);
+
+    [Fact]
+    public void Build_WritesEveryOutputThatLlamaCppLoads_AndASecondBuildRunsNoHeavyStage()
+    {
+        var (project, first) = sdk.BuiltProject;
+        Assert.Equal(FullPipeline, first.Stages);
+
+        foreach (var quant in new[] { "Q8_0", "Q4_K_M" })
+        {
+            using var model = LlamaCppModel.Load(Output(project, $"Capitals-1.0.0.{quant}.gguf"), contextSize: 64);
+            Assert.Equal("1.0.0", model.Metadata("general.version"));
+            Assert.Equal("Capitals", model.Metadata("general.name"));
+            var (ids, _) = model.Greedy(model.Tokenize("[INST] What is LoRA? [/INST]", addBos: true), 4, stopId: 2);
+            Assert.NotEmpty(ids);
+        }
+        var parameters = new ModelParams(Output(project, "Capitals-1.0.0.Q8_0.gguf")) { ContextSize = 64, GpuLayerCount = 0 };
+        using (var weights = LLamaWeights.LoadFromFile(parameters))
+            weights.NativeHandle.LoadLoraFromFile(Output(project, "Capitals-1.0.0.lora.gguf")); // llama.cpp checks arch and shapes
+
+        var modelfile = File.ReadAllText(Output(project, "Modelfile"));
+        Assert.Contains("FROM ./Capitals-1.0.0.Q8_0.gguf\n", modelfile);
+        Assert.Contains("TEMPLATE \"\"\"[INST] {{ if .System }}{{ .System }} {{ end }}{{ .Prompt }} [/INST]\"\"\"", modelfile);
+        Assert.Contains("PARAMETER stop \"</s>\"", modelfile);
+
+        using var lockJson = JsonDocument.Parse(File.ReadAllBytes(Output(project, "ertas.lock.json")));
+        var root = lockJson.RootElement;
+        Assert.Equal(sdk.Version, root.GetProperty("engineVersion").GetString());
+        Assert.Equal(42, root.GetProperty("seed").GetInt32());
+        Assert.Equal("16", root.GetProperty("settings").GetProperty("LoraRank").GetString());
+        var outputs = root.GetProperty("outputs").EnumerateArray().ToDictionary(o => o.GetProperty("path").GetString()!, o => o.GetProperty("sha256").GetString());
+        Assert.Equal(["Capitals-1.0.0.Q4_K_M.gguf", "Capitals-1.0.0.Q8_0.gguf", "Capitals-1.0.0.lora.gguf", "Modelfile"], outputs.Keys);
+        Assert.Equal(Sha256(Output(project, "Capitals-1.0.0.Q8_0.gguf")), outputs["Capitals-1.0.0.Q8_0.gguf"]);
+        Assert.Contains(root.GetProperty("inputs").EnumerateArray(), i => i.GetProperty("path").GetString() == "data/train.jsonl"
+            && i.GetProperty("sha256").GetString() == Sha256(Path.Combine(project, "data", "train.jsonl")));
+
+        var stamps = Directory.GetFiles(Output(project, "")).ToDictionary(f => f, File.GetLastWriteTimeUtc);
+        var second = sdk.Dotnet(project, "build").EnsureSuccess();
+        Assert.Empty(second.Stages);
+        Assert.All(stamps, s => Assert.Equal(s.Value, File.GetLastWriteTimeUtc(s.Key)));
+    }
+
+    [Fact]
+    public void EditingADatasetsContents_Retrains_ButTouchingItDoesNot()
+    {
+        var project = sdk.CopyOfBuiltProject();
+        var data = Path.Combine(project, "data", "train.jsonl");
+        var firstKey = TrainKey(project);
+
+        File.SetLastWriteTimeUtc(data, DateTime.UtcNow.AddMinutes(1));
+        Assert.Empty(sdk.Dotnet(project, "build").EnsureSuccess().Stages);
+
+        File.AppendAllText(data, """{"messages":[{"role":"user","content":"Is this new?"},{"role":"assistant","content":"Yes, it is new."}]}""" + "\n");
+        var retrained = sdk.Dotnet(project, "build").EnsureSuccess();
+        Assert.Equal(["train", "merge", "quantize Q8_0", "quantize Q4_K_M", "adapter-gguf"], retrained.Stages);
+        Assert.NotEqual(firstKey, TrainKey(project));
+    }
+
+    [Fact]
+    public void ChangingOnlyTheQuantizationList_OnlyQuantizes()
+    {
+        var project = sdk.CopyOfBuiltProject();
+        var q8 = Output(project, "Capitals-1.0.0.Q8_0.gguf");
+        var q4 = Output(project, "Capitals-1.0.0.Q4_K_M.gguf");
+        var q8Time = File.GetLastWriteTimeUtc(q8);
+
+        EditProject(project, "Capitals", p => p.Replace("<Quantization Include=\"Q8_0;Q4_K_M\" />", "<Quantization Include=\"Q8_0\" />"));
+        var dropped = sdk.Dotnet(project, "build").EnsureSuccess();
+        Assert.Empty(dropped.Stages);
+        Assert.False(File.Exists(q4)); // a dropped quantization does not linger unlisted beside the lock
+        Assert.DoesNotContain("Q4_K_M", File.ReadAllText(Output(project, "ertas.lock.json")));
+
+        EditProject(project, "Capitals", p => p.Replace("<Quantization Include=\"Q8_0\" />", "<Quantization Include=\"Q8_0;Q6_K\" />"));
+        var added = sdk.Dotnet(project, "build").EnsureSuccess();
+        Assert.Equal(["quantize Q6_K"], added.Stages);
+        Assert.Equal(q8Time, File.GetLastWriteTimeUtc(q8));
+        Assert.True(File.Exists(Output(project, "Capitals-1.0.0.Q6_K.gguf")));
+    }
+
+    [Fact]
+    public void InvalidProperties_AndItems_FailWithTheirErtasCodesAtTheirProjectLines()
+    {
+        var project = sdk.NewProject("Invalid", "--quantizations Q8_0");
+        EditProject(project, "Invalid", p => p
+            .Replace("<LoraRank>16</LoraRank>", "<LoraRank>sixteen</LoraRank>")
+            .Replace("<ModelVersion>1.0.0</ModelVersion>", "<ModelVersion>1.0</ModelVersion>")
+            .Replace("<Quantization Include=\"Q8_0\" />", "<Quantization Include=\"Q8_0;Q9_Z\" />"));
+        var lines = File.ReadAllLines(Path.Combine(project, "Invalid.ertasproj"));
+        int LineOf(string text) => Array.FindIndex(lines, l => l.Contains(text, StringComparison.Ordinal)) + 1;
+
+        var result = sdk.Dotnet(project, "build");
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Empty(result.Stages);
+        var file = Regex.Escape(Path.Combine(project, "Invalid.ertasproj"));
+        Assert.Matches($@"{file}\({LineOf("<LoraRank>")},5\): error ERTAS8001: LoraRank 'sixteen' must be an integer", result.Output);
+        Assert.Matches($@"{file}\({LineOf("<ModelVersion>")},5\): error ERTAS8001: ModelVersion '1.0' is not a semantic version", result.Output);
+        Assert.Matches($@"{file}\({LineOf("Q9_Z")},5\): error ERTAS8002: unknown Quantization 'Q9_Z'", result.Output);
+    }
+
+    [Fact]
+    public void DatasetProblems_AreErrorsAtTheirFileAndLine_AndNothingTrains()
+    {
+        var project = sdk.NewProject("BadData", "--quantizations Q8_0");
+        var data = Path.Combine(project, "data", "train.jsonl");
+        var lineCount = File.ReadAllLines(data).Length;
+        File.AppendAllText(data, "{\"messages\": [\n" + """{"messages":[{"role":"assistant","content":"I answer first."}]}""" + "\n");
+
+        var result = sdk.Dotnet(project, "build");
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.DoesNotContain("train", result.Stages);
+        Assert.Matches($@"{Regex.Escape(data)}\({lineCount + 1},\d+\): error ERTAS6001: ", result.Output);
+        Assert.Matches($@"{Regex.Escape(data)}\({lineCount + 2},\d+\): error ERTAS60\d\d: ", result.Output);
+    }
+
+    [Fact]
+    public void TwoCleanBuilds_GiveIdenticalGgufAndLockBytes_AndCleanRemovesTheOutputs()
+    {
+        // The first clean build is the shared one; the second runs in another folder, after dotnet clean.
+        var (original, _) = sdk.BuiltProject;
+        var project = sdk.CopyOfBuiltProject();
+        var files = new[] { "Capitals-1.0.0.Q8_0.gguf", "Capitals-1.0.0.Q4_K_M.gguf", "Capitals-1.0.0.lora.gguf", "ertas.lock.json", "Modelfile" };
+
+        sdk.Dotnet(project, "clean").EnsureSuccess();
+        Assert.All(files, f => Assert.False(File.Exists(Output(project, f)), f + " survived dotnet clean"));
+        Assert.False(Directory.Exists(Path.Combine(project, "obj", "ertas")));
+
+        var rebuilt = sdk.Dotnet(project, "build").EnsureSuccess();
+        Assert.Equal(FullPipeline, rebuilt.Stages);
+        Assert.All(files, f => Assert.True(File.ReadAllBytes(Output(original, f)).AsSpan().SequenceEqual(File.ReadAllBytes(Output(project, f))),
+            f + " differs between clean builds"));
+    }
+
+    [Fact]
+    public void TemplateOptions_SetTheBaseModelAndQuantizations()
+    {
+        var project = sdk.NewProject("Options", "--base-model /models/mistral-7b --quantizations \"Q5_K_M;F16\"");
+        var text = File.ReadAllText(Path.Combine(project, "Options.ertasproj"));
+        Assert.Contains($"<Project Sdk=\"Ertas.Build.Sdk/{sdk.Version}\">", text);
+        Assert.Contains("<BaseModel>/models/mistral-7b</BaseModel>", text);
+        Assert.Contains("<Quantization Include=\"Q5_K_M;F16\" />", text);
+        Assert.True(File.Exists(Path.Combine(project, "data", "train.jsonl")));
+        Assert.True(File.Exists(Path.Combine(project, "README.md")));
+    }
+
+    private static void EditProject(string project, string name, Func<string, string> edit)
+    {
+        var path = Path.Combine(project, name + ".ertasproj");
+        var before = File.ReadAllText(path);
+        var after = edit(before);
+        Assert.NotEqual(before, after);
+        File.WriteAllText(path, after);
+    }
+
+    private static string TrainKey(string project)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(Output(project, "ertas.lock.json")));
+        return doc.RootElement.GetProperty("trainKey").GetString()!;
+    }
+
+    private static string Sha256(string path) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(path)));
+}
