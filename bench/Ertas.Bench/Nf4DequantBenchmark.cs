@@ -1,3 +1,4 @@
+using Ertas.TestSupport;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -35,21 +36,6 @@ public static class Nf4DequantBenchmark
         return result with { LoadBefore = loadBefore, LoadAfter = GenerateBenchmark.LoadAverage(), PeakRssMb = run.PeakRssMb };
     }
 
-    /// <summary>Unpack both nibbles with shift and mask, interleave, gather each code from the 16-value table, scale.</summary>
-    public static Tensor PlainTorchSharpDequantize(Nf4Tensor q, ScalarType dtype)
-    {
-        using var scope = NewDisposeScope();
-        var table = tensor(Nf4.Code.ToArray(), ScalarType.Float32, q.Device);
-        var high = q.PackedCodes.bitwise_right_shift(4);
-        var low = q.PackedCodes.bitwise_and(15);
-        var codes = stack([high, low], 1).view(-1).to(ScalarType.Int64);                 // (blocks * 64)
-        var blocks = q.BlockCount;
-        var values = table.index_select(0, codes).view(blocks, Nf4.BlockSize);           // (blocks, 64)
-        var absmax = q.DequantizeAbsmax().narrow(0, 0, blocks);
-        var weight = (values * absmax.unsqueeze(1)).view(-1).narrow(0, 0, q.ElementCount).view(q.Shape);
-        return weight.to(dtype).MoveToOuterDisposeScope();
-    }
-
     public static Nf4DequantBenchResult Measure(TextWriter log)
     {
         set_num_threads(Threads);
@@ -76,7 +62,7 @@ public static class Nf4DequantBenchmark
                     ("ours, into a reused buffer (DequantizeInto, as training does)", () => { q.DequantizeInto(reused); return reused.alias(); }),
                     ("ours, into a fresh tensor (Dequantize)", () => q.Dequantize(dtype)),
                     ("torch ops, pair-table gather (previous Dequantize)", () => q.DequantizeWithTorchOps(dtype)),
-                    ("plain TorchSharp: shift, mask, gather, scale", () => PlainTorchSharpDequantize(q, dtype)),
+                    ("plain TorchSharp: shift, mask, gather, scale", () => PlainNf4Dequantizer.Dequantize(q, dtype)),
                 })
                 {
                     bool same;

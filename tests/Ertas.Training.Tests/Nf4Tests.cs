@@ -1,3 +1,4 @@
+using Ertas.TestSupport;
 using Xunit.Abstractions;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -208,7 +209,7 @@ public sealed class Nf4Tests(ITestOutputHelper output)
         using var w = Tensors.Gaussian([64, 320], seed: 4);
         using var q = Nf4.Quantize(w);
         using var fast = q.Dequantize();
-        using var naive = Nf4Throughput.NaiveDequantize(q);
+        using var naive = PlainNf4Dequantizer.Dequantize(q);
         Assert.True(Tensors.BitEqual(fast, naive));
     }
 }

@@ -16,19 +16,7 @@ public sealed class TrainingCollection : ICollectionFixture<TrainingFixture>
 [Collection(TrainingCollection.Name)]
 public sealed class TrainerTests(TrainingFixture fixture)
 {
-    private static TrainingOptions LearningOptions => new()
-    {
-        Rank = 8,
-        Alpha = 16,
-        Dropout = 0,
-        LearningRate = 1e-2,
-        Scheduler = LrSchedulerKind.Cosine,
-        WarmupSteps = 5,
-        MaxSteps = 120,
-        BatchSize = 2,
-        SequenceLength = TrainingFixture.SequenceLength,
-        Seed = 7,
-    };
+    private static TrainingOptions LearningOptions => Adapters.MergeFixture.LearningOptions;
 
     [Fact]
     public void Run_SameSeedTwice_GivesByteIdenticalAdapters_AndAPeftFolder()

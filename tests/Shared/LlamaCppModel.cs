@@ -29,8 +29,9 @@ public sealed class LlamaCppModel : IDisposable
         _context = context;
     }
 
-    /// <summary>Loads with an f32 KV cache and no flash attention, so llama.cpp computes in full precision.</summary>
-    public static LlamaCppModel Load(string ggufPath, int contextSize = 512, int threads = 2, bool vocabOnly = false)
+    /// <summary>Loads with an f32 KV cache and no flash attention, so llama.cpp computes in full precision. With
+    /// <paramref name="loraAdapter"/>, that adapter GGUF is applied at scale 1 (what <c>llama-cli --lora</c> does).</summary>
+    public static LlamaCppModel Load(string ggufPath, int contextSize = 512, int threads = 2, bool vocabOnly = false, string? loraAdapter = null)
     {
         var parameters = new ModelParams(ggufPath)
         {
@@ -46,8 +47,22 @@ public sealed class LlamaCppModel : IDisposable
             VocabOnly = vocabOnly,
         };
         var weights = LLamaWeights.LoadFromFile(parameters);
-        var context = vocabOnly ? null : weights.CreateContext(parameters);
-        return new LlamaCppModel(weights, context);
+        try
+        {
+            var context = vocabOnly ? null : weights.CreateContext(parameters);
+            if (loraAdapter is not null)
+            {
+                var adapter = weights.NativeHandle.LoadLoraFromFile(loraAdapter);
+                (context ?? throw new ArgumentException("a LoRA adapter needs a context, not vocabOnly"))
+                    .NativeHandle.SetLoraAdapters([(adapter, 1.0f)]);
+            }
+            return new LlamaCppModel(weights, context);
+        }
+        catch
+        {
+            weights.Dispose();
+            throw;
+        }
     }
 
     public int VocabSize => _weights.Vocab.Count;

@@ -82,7 +82,7 @@ public sealed class MergeAndAdapterTests(MergeFixture fixture, ITestOutputHelper
     [Fact]
     public void BaseF32PlusAdapterGguf_InLlamaCpp_MatchesTheMergedF32GgufOverTheExactBase()
     {
-        using var withLora = LlamaCppWithLora.Load(fixture.BaseF32Gguf, fixture.AdapterGguf);
+        using var withLora = LlamaCppModel.Load(fixture.BaseF32Gguf, contextSize: 256, loraAdapter: fixture.AdapterGguf);
         using var merged = LlamaCppModel.Load(fixture.MergedExactF32Gguf, contextSize: 256);
         using var plainBase = LlamaCppModel.Load(fixture.BaseF32Gguf, contextSize: 256);
         float maxDiff = 0, maxLogit = 0, maxAdapterEffect = 0;
@@ -114,7 +114,7 @@ public sealed class MergeAndAdapterTests(MergeFixture fixture, ITestOutputHelper
     {
         // The merged file adds the update to the NF4 base the adapter trained on; llama.cpp adds it to the exact base.
         // Both must still give the trained answers: the QLoRA update transfers to the unquantized base.
-        using var withLora = LlamaCppWithLora.Load(fixture.BaseF32Gguf, fixture.AdapterGguf);
+        using var withLora = LlamaCppModel.Load(fixture.BaseF32Gguf, contextSize: 256, loraAdapter: fixture.AdapterGguf);
         using var merged = LlamaCppModel.Load(fixture.MergedQ8Gguf, contextSize: 256);
         var same = 0;
         for (var i = 0; i < fixture.Prompts.Count; i++)

@@ -1,13 +1,15 @@
+using Ertas.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Ertas.Training.Tests;
+namespace Ertas.TestSupport;
 
-/// <summary>The plain formulation the dequantizers are checked against (bench/Ertas.Bench times the same one).</summary>
-internal static class Nf4Throughput
+/// <summary>The plain TorchSharp formulation of NF4 dequantization: the reference the tests check our kernels
+/// against, and the baseline bench/Ertas.Bench times them against.</summary>
+public static class PlainNf4Dequantizer
 {
     /// <summary>Unpack both nibbles with shift and mask, interleave, gather each code from the 16-value table, scale.</summary>
-    public static Tensor NaiveDequantize(Nf4Tensor q, ScalarType dtype = ScalarType.Float32)
+    public static Tensor Dequantize(Nf4Tensor q, ScalarType dtype = ScalarType.Float32)
     {
         using var scope = NewDisposeScope();
         var table = tensor(Nf4.Code.ToArray(), ScalarType.Float32, q.Device);
