@@ -31,7 +31,10 @@ public sealed class PackedSdk : IDisposable
         var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}") ? "Release" : "Debug";
 
         foreach (var project in new[] { "src/Ertas.Build.Sdk/Ertas.Build.Sdk.csproj", "templates/Ertas.Build.Templates.csproj" })
-            Run(RepoRoot, "dotnet", $"pack {project} -c {configuration} -p:PackageVersion={Version} -p:PackageOutputPath={Feed}/ -nodeReuse:false", 600)
+            // With the repository's own packages folder: packing restores and rebuilds the repository's projects, and
+            // their obj/project.assets.json must keep pointing where the solution build's do.
+            Run(RepoRoot, "dotnet", $"pack {project} -c {configuration} -p:PackageVersion={Version} -p:PackageOutputPath={Feed}/ -nodeReuse:false", 600,
+                    privatePackages: false)
                 .EnsureSuccess();
         Run(Work, "dotnet", $"new install {Path.Combine(Feed, $"Ertas.Build.Templates.{Version}.nupkg")} --debug:custom-hive {Hive}", 120).EnsureSuccess();
 
@@ -101,7 +104,9 @@ public sealed class PackedSdk : IDisposable
     public ProcessResult Dotnet(string directory, string verb, string extra = "", int timeoutSeconds = 600) =>
         Run(directory, "dotnet", $"{verb} -tl:off -v:n -nologo -nodeReuse:false {extra}", timeoutSeconds);
 
-    public ProcessResult Run(string directory, string fileName, string arguments, int timeoutSeconds)
+    /// <summary>Runs a process the way a user's shell would; <paramref name="privatePackages"/> points NuGet at this
+    /// fixture's own packages folder (the user's builds), else the environment's (the repository's).</summary>
+    public ProcessResult Run(string directory, string fileName, string arguments, int timeoutSeconds, bool privatePackages = true)
     {
         var start = new ProcessStartInfo(fileName, arguments)
         {
@@ -114,7 +119,7 @@ public sealed class PackedSdk : IDisposable
         foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("MSBUILD", StringComparison.OrdinalIgnoreCase)
                      || k.StartsWith("MSBuild", StringComparison.Ordinal) || k == "DOTNET_HOST_PATH" || k.StartsWith("VSTEST", StringComparison.Ordinal)).ToList())
             start.Environment.Remove(key);
-        start.Environment["NUGET_PACKAGES"] = Packages;
+        if (privatePackages) start.Environment["NUGET_PACKAGES"] = Packages;
         start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         start.Environment["DOTNET_NOLOGO"] = "1";
         start.Environment["DOTNET_SKIP_FIRST_TIME_EXPERIENCE"] = "1";
