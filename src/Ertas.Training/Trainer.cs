@@ -7,6 +7,7 @@ using Ertas.Data;
 using Ertas.Mistral;
 using Ertas.Mistral.Checkpoints;
 using Ertas.Modeling;
+using Ertas.Modeling.Native;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -54,6 +55,7 @@ public sealed class Trainer : IDisposable
     public static Trainer Load(string baseFolder, TrainingOptions options)
     {
         options.Validate();
+        GlibcMalloc.KeepLargeBlocksMapped(); // freed activations must leave RSS (see GlibcMalloc)
         using var checkpoint = HfCheckpoint.Open(baseFolder);
         var device = options.Device.Equals("auto", StringComparison.OrdinalIgnoreCase) ? ModelOptions.AutoDevice() : options.Device;
         var modelOptions = new ModelOptions { DType = options.DType, Device = device };
