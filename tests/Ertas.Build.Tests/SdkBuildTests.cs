@@ -74,6 +74,24 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
     }
 
     [Fact]
+    public void AddingEvalData_Retrains_WithAnEvalLoss_AndEvalDataWithEvalFraction_IsAnError()
+    {
+        var project = sdk.CopyOfBuiltProject();
+        File.WriteAllText(Path.Combine(project, "data", "eval.jsonl"),
+            """{"messages":[{"role":"user","content":"What is held out?"},{"role":"assistant","content":"This answer."}]}""" + "\n");
+        EditProject(project, "Capitals", p => p.Replace("<Quantization Include=\"Q8_0;Q4_K_M\" />",
+            "<Quantization Include=\"Q8_0;Q4_K_M\" />\n    <EvalData Include=\"data/eval.jsonl\" />"));
+        var withEval = sdk.Dotnet(project, "build").EnsureSuccess();
+        Assert.Equal(["train", "merge", "quantize Q8_0", "quantize Q4_K_M", "adapter-gguf"], withEval.Stages);
+        Assert.Matches(@"eval_loss \d+\.\d{3}", withEval.Output);
+
+        EditProject(project, "Capitals", p => p.Replace("<EvalData ", "<EvalData Condition=\"true\" ").Replace("</PropertyGroup>", "  <EvalFraction>0.2</EvalFraction>\n  </PropertyGroup>"));
+        var both = sdk.Dotnet(project, "build");
+        Assert.NotEqual(0, both.ExitCode);
+        Assert.Contains("error ERTAS8002: EvalData and EvalFraction both choose the eval examples", both.Output);
+    }
+
+    [Fact]
     public void ChangingOnlyTheQuantizationList_OnlyQuantizes()
     {
         var project = sdk.CopyOfBuiltProject();

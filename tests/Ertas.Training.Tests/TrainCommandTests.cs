@@ -35,6 +35,24 @@ public sealed class TrainCommandTests(TrainingFixture fixture)
     }
 
     [Fact]
+    public void Train_EvalData_IsTheEvalSplit_AndCannotBeCombinedWithEvalFraction()
+    {
+        var evalFile = Path.Combine(fixture.NewFolder("eval-data"), "held.jsonl");
+        File.WriteAllText(evalFile, TrainingFixture.ChatLine("What is the capital of Peru?", "The capital of Peru is Lima.") + "\n", new UTF8Encoding(false));
+        var output = fixture.NewFolder("eval-data-out");
+        var (exit, _, error) = Cli("train", "--model", fixture.BaseFolder, "--data", fixture.DataFile, "--eval-data", evalFile, "--out", output,
+            "--seq-len", "128", "--max-steps", "2", "--rank", "4", "--eval-every", "1", "--seed", "3");
+        Assert.True(exit == 0, error);
+        Assert.Matches(@"step 1/2 loss \d+\.\d{3} .* eval_loss \d+\.\d{3}", error);
+        Assert.All(File.ReadAllLines(Path.Combine(output, Trainer.MetricsFile)), line => Assert.Contains("\"eval_loss\"", line));
+
+        var (both, _, bothError) = Cli("train", "--model", fixture.BaseFolder, "--data", fixture.DataFile, "--eval-data", evalFile,
+            "--eval-fraction", "0.1", "--out", fixture.NewFolder("eval-both"));
+        Assert.NotEqual(0, both);
+        Assert.Contains("error ERTAS1001: give --eval-data or --eval-fraction, not both", bothError);
+    }
+
+    [Fact]
     public void Train_Cli_WritesTheAdapterFolder()
     {
         var output = fixture.NewFolder("cli-out");

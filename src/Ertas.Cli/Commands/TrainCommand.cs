@@ -41,6 +41,7 @@ public sealed class TrainCommand : ICommand
         new("--compute", "Compute type of the frozen base: f32 (default) or bf16; LoRA weights are float32 either way.", "TYPE"),
         new("--eval-every", "Eval loss every N optimizer steps (default: after the last only).", "N"),
         new("--eval-fraction", "Fraction of examples held out for eval, in [0, 1) (default 0).", "F"),
+        new("--eval-data", "A JSONL dataset used only for eval loss, instead of --eval-fraction; repeat for several.", "FILE", Repeatable: true),
         new("--gradient-checkpointing", "Recompute each layer in backward (less memory, one extra forward)."),
         new("--train-on-prompt", "Train on every token, not only the assistant answers."),
         new("--cache-dir", "Where prepared datasets are cached (default OUT/.dataset-cache).", "DIR"),
@@ -60,7 +61,7 @@ public sealed class TrainCommand : ICommand
         ["weight-decay"] = ConfigValueKind.Number, ["max-grad-norm"] = ConfigValueKind.Number, ["epochs"] = ConfigValueKind.Integer,
         ["max-steps"] = ConfigValueKind.Integer, ["batch-size"] = ConfigValueKind.Integer, ["grad-accum"] = ConfigValueKind.Integer,
         ["seq-len"] = ConfigValueKind.Integer, ["seed"] = ConfigValueKind.Integer, ["compute"] = ConfigValueKind.Text,
-        ["eval-every"] = ConfigValueKind.Integer, ["eval-fraction"] = ConfigValueKind.Number,
+        ["eval-every"] = ConfigValueKind.Integer, ["eval-fraction"] = ConfigValueKind.Number, ["eval-data"] = ConfigValueKind.PathList,
         ["gradient-checkpointing"] = ConfigValueKind.Flag, ["train-on-prompt"] = ConfigValueKind.Flag, ["cache-dir"] = ConfigValueKind.Path,
         ["device"] = ConfigValueKind.Text, ["checkpoint-every"] = ConfigValueKind.Integer, ["keep-checkpoints"] = ConfigValueKind.Integer,
         ["resume"] = ConfigValueKind.PathOrLatest,
@@ -73,7 +74,7 @@ public sealed class TrainCommand : ICommand
         PreparationOptions preparation;
         CheckpointPolicy checkpoints;
         string modelFolder, output;
-        IReadOnlyList<string> dataFiles;
+        IReadOnlyList<string> dataFiles, evalFiles;
         try
         {
             modelFolder = Required(args, "--model");
@@ -88,6 +89,9 @@ public sealed class TrainCommand : ICommand
                 TrainOnPrompt = args.Has("--train-on-prompt"),
             };
             preparation.Validate();
+            evalFiles = args.GetAll("--eval-data");
+            if (evalFiles.Count > 0 && preparation.EvalFraction > 0)
+                throw new ErtasException(ErrorCode.InvalidArgument, "give --eval-data or --eval-fraction, not both");
             checkpoints = new CheckpointPolicy
             {
                 Every = args.GetInt("--checkpoint-every", 0, min: 0),
@@ -108,8 +112,15 @@ public sealed class TrainCommand : ICommand
         var tokenizer = MistralTokenizer.Load(tokenizerPath);
         var progress = new TextProgressSink(context.Error);
         if (config is not null) progress.Report($"train: settings from {config.FilePath} ({config.Entries.Count} keys), command-line options override them");
-        var data = DatasetPreparer.Prepare(dataFiles, tokenizer, File.ReadAllBytes(tokenizerPath), preparation,
-            args.Get("--cache-dir") ?? Path.Combine(output, ".dataset-cache"), progress, context.Cancellation);
+        var tokenizerBytes = File.ReadAllBytes(tokenizerPath);
+        var cacheDir = args.Get("--cache-dir") ?? Path.Combine(output, ".dataset-cache");
+        var data = DatasetPreparer.Prepare(dataFiles, tokenizer, tokenizerBytes, preparation, cacheDir, progress, context.Cancellation);
+        if (evalFiles.Count > 0)
+        {
+            // Prepared like training data (validated, templated, packed, cached by content); all of it is the eval split.
+            var held = DatasetPreparer.Prepare(evalFiles, tokenizer, tokenizerBytes, preparation, cacheDir, progress, context.Cancellation);
+            data = data with { Eval = held.Train, Warnings = [.. data.Warnings, .. held.Warnings] };
+        }
         Trainer.Run(modelFolder, data, output, options, checkpoints, progress, context.Cancellation);
         return 0;
     }
