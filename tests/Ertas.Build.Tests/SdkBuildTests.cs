@@ -92,6 +92,17 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
     }
 
     [Fact]
+    public void ANewEngineVersion_RebuildsEveryHeavyStage()
+    {
+        var project = sdk.CopyOfBuiltProject();
+        // The version the engine package's props report; a global property stands in for restoring a newer package.
+        var rebuilt = sdk.Dotnet(project, "build", "-p:ErtasEngineResolvedVersion=99.0.0").EnsureSuccess();
+        Assert.Equal(FullPipeline, rebuilt.Stages);
+        using var lockJson = JsonDocument.Parse(File.ReadAllBytes(Output(project, "ertas.lock.json")));
+        Assert.Equal("99.0.0", lockJson.RootElement.GetProperty("engineVersion").GetString());
+    }
+
+    [Fact]
     public void ChangingOnlyTheQuantizationList_OnlyQuantizes()
     {
         var project = sdk.CopyOfBuiltProject();
