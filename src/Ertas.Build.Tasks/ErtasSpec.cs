@@ -73,7 +73,7 @@ public sealed record ErtasSpec(
             "--targets", string.Join(',', LoraTargetModules), "--lr", Invariant(LearningRate), "--scheduler", LrScheduler,
             "--warmup-steps", Invariant(WarmupSteps), "--warmup-ratio", Invariant(WarmupRatio), "--epochs", Invariant(Epochs),
             "--batch-size", Invariant(BatchSize), "--grad-accum", Invariant(GradientAccumulation),
-            "--seq-len", Invariant(SequenceLength), "--seed", Invariant(Seed), "--compute", ComputeType, "--device", Device,
+            "--seq-len", Invariant(SequenceLength), "--template", ChatTemplate, "--seed", Invariant(Seed), "--compute", ComputeType, "--device", Device,
             "--eval-fraction", Invariant(EvalFraction),
         };
         if (MaxSteps is { } maxSteps)

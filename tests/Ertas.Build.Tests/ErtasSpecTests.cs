@@ -31,7 +31,7 @@ public sealed class ErtasSpecTests
         var args = string.Join(' ', spec!.TrainArguments());
         Assert.Equal("--rank 16 --alpha 16 --dropout 0.05 --targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj --lr 0.0002 " +
                      "--scheduler cosine --warmup-steps 0 --warmup-ratio 0.03 --epochs 1 --batch-size 1 --grad-accum 1 --seq-len 2048 " +
-                     "--seed 42 --compute f32 --device auto --eval-fraction 0", args);
+                     "--template mistral-v1 --seed 42 --compute f32 --device auto --eval-fraction 0", args);
     }
 
     [Fact]

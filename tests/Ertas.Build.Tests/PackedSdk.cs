@@ -108,6 +108,16 @@ public sealed class PackedSdk : IDisposable
     /// fixture's own packages folder (the user's builds), else the environment's (the repository's).</summary>
     public ProcessResult Run(string directory, string fileName, string arguments, int timeoutSeconds, bool privatePackages = true)
     {
+        using var running = Start(directory, fileName, arguments, privatePackages);
+        return running.WaitForExit(TimeSpan.FromSeconds(timeoutSeconds));
+    }
+
+    /// <summary><c>dotnet build</c> (or another verb) started and left running, for tests that act while it works.</summary>
+    public RunningProcess StartDotnet(string directory, string verb, string extra = "") =>
+        Start(directory, "dotnet", $"{verb} -tl:off -v:n -nologo -nodeReuse:false {extra}", privatePackages: true);
+
+    private RunningProcess Start(string directory, string fileName, string arguments, bool privatePackages)
+    {
         var start = new ProcessStartInfo(fileName, arguments)
         {
             WorkingDirectory = directory,
@@ -125,21 +135,7 @@ public sealed class PackedSdk : IDisposable
         start.Environment["DOTNET_SKIP_FIRST_TIME_EXPERIENCE"] = "1";
         start.Environment["DOTNET_CLI_DO_NOT_USE_MSBUILD_SERVER"] = "1";
         start.Environment["MSBUILDDISABLENODEREUSE"] = "1";
-        var output = new StringBuilder();
-        var watch = Stopwatch.StartNew();
-        using var process = new Process { StartInfo = start };
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (output) output.AppendLine(e.Data); };
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        if (!process.WaitForExit(timeoutSeconds * 1000))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"'{fileName} {arguments}' ran longer than {timeoutSeconds} s:\n{output}");
-        }
-        process.WaitForExit();
-        return new ProcessResult($"{fileName} {arguments}", process.ExitCode, output.ToString(), watch.Elapsed);
+        return new RunningProcess(start);
     }
 
     private static string FindRepoRoot()
@@ -168,4 +164,63 @@ public sealed record ProcessResult(string Command, int ExitCode, string Output, 
 
     public ProcessResult EnsureSuccess() =>
         ExitCode == 0 ? this : throw new InvalidOperationException($"'{Command}' exited with {ExitCode}:\n{Output}");
+}
+
+/// <summary>A started process whose stdout and stderr are collected line by line as they arrive.</summary>
+public sealed class RunningProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _output = new();
+    private readonly Stopwatch _watch = Stopwatch.StartNew();
+    private readonly string _command;
+
+    public RunningProcess(ProcessStartInfo start)
+    {
+        _command = $"{start.FileName} {start.Arguments}";
+        _process = new Process { StartInfo = start };
+        _process.OutputDataReceived += (_, e) => Append(e.Data);
+        _process.ErrorDataReceived += (_, e) => Append(e.Data);
+        _process.Start();
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    public int Id => _process.Id;
+
+    public string OutputSoFar { get { lock (_output) return _output.ToString(); } }
+
+    private void Append(string? line)
+    {
+        if (line is not null) lock (_output) _output.AppendLine(line);
+    }
+
+    /// <summary>Waits until the output so far satisfies <paramref name="condition"/>; false when the process exits or time runs out first.</summary>
+    public bool WaitForOutput(Func<string, bool> condition, TimeSpan timeout)
+    {
+        var deadline = _watch.Elapsed + timeout;
+        while (_watch.Elapsed < deadline)
+        {
+            if (condition(OutputSoFar)) return true;
+            if (_process.HasExited) return condition(OutputSoFar);
+            Thread.Sleep(100);
+        }
+        return false;
+    }
+
+    public ProcessResult WaitForExit(TimeSpan timeout)
+    {
+        if (!_process.WaitForExit(timeout))
+        {
+            _process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"'{_command}' ran longer than {timeout.TotalSeconds:F0} s:\n{OutputSoFar}");
+        }
+        _process.WaitForExit(); // drains the redirected streams
+        return new ProcessResult(_command, _process.ExitCode, OutputSoFar, _watch.Elapsed);
+    }
+
+    public void Dispose()
+    {
+        try { if (!_process.HasExited) _process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+        _process.Dispose();
+    }
 }

@@ -188,6 +188,85 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
         Assert.True(File.Exists(Path.Combine(project, "README.md")));
     }
 
+    [Fact]
+    public void GraphBuild_OfASolutionWithTwoErtasProjects_BuildsBothInParallel_AndASecondBuildRunsNoHeavyStage()
+    {
+        var alpha = sdk.NewProject("Alpha", "--quantizations Q8_0");
+        var beta = sdk.NewProject("Beta", "--quantizations Q4_K_M");
+        foreach (var (project, name) in new[] { (alpha, "Alpha"), (beta, "Beta") })
+            EditProject(project, name, p => p.Replace("<Epochs>3</Epochs>", "<MaxSteps>4</MaxSteps>"));
+        var solution = Path.Combine(sdk.Work, "solution-" + Guid.NewGuid().ToString("N")[..6]);
+        Directory.CreateDirectory(solution);
+        sdk.Run(solution, "dotnet", "new sln -n Models --format slnx", 120).EnsureSuccess();
+        // As a user adds them: `dotnet sln add` needs the project type the SDK declares.
+        sdk.Run(solution, "dotnet", $"sln Models.slnx add {Path.Combine(alpha, "Alpha.ertasproj")} {Path.Combine(beta, "Beta.ertasproj")}", 120)
+            .EnsureSuccess();
+
+        var built = sdk.Dotnet(solution, "build Models.slnx", "-graph -m").EnsureSuccess();
+        Assert.Equal(2, built.Stages.Count(s => s == "train"));
+        Assert.Equal(2, built.Stages.Count(s => s == "merge"));
+        Assert.Equal(["quantize Q4_K_M", "quantize Q8_0"], built.Stages.Where(s => s.StartsWith("quantize", StringComparison.Ordinal)).Order());
+        foreach (var gguf in new[] { Output(alpha, "Alpha-1.0.0.Q8_0.gguf"), Output(beta, "Beta-1.0.0.Q4_K_M.gguf") })
+        {
+            using var model = LlamaCppModel.Load(gguf, contextSize: 64);
+            Assert.Equal(Path.GetFileName(gguf).Split('-')[0], model.Metadata("general.name"));
+        }
+
+        Assert.Empty(sdk.Dotnet(solution, "build Models.slnx", "-graph -m").EnsureSuccess().Stages);
+    }
+
+    [Fact]
+    public void CtrlC_DuringTraining_StopsTheEngineProcessTree_AndLeavesNoAdapterOrModel()
+    {
+        var project = sdk.NewProject("Interrupted", "--quantizations Q8_0");
+        EditProject(project, "Interrupted", p => p.Replace("<Epochs>3</Epochs>", "<MaxSteps>1000000</MaxSteps>"));
+        var engine = Path.Combine(project, "obj", "ertas", "engine", "ertas.dll");
+
+        using var build = sdk.StartDotnet(project, "build");
+        Assert.True(build.WaitForOutput(o => Regex.IsMatch(o, @"step \d+/1000000 loss"), TimeSpan.FromMinutes(5)),
+            "training never reported a step:\n" + build.OutputSoFar);
+        var trainers = EngineProcesses(engine, "train");
+        Assert.NotEmpty(trainers);
+
+        Assert.Equal(0, SendSignal(build.Id, Sigint)); // what the terminal sends on Ctrl+C
+        var result = build.WaitForExit(TimeSpan.FromSeconds(60));
+        Assert.NotEqual(0, result.ExitCode);
+        // The task kills the engine's whole tree; give init a moment to reap it.
+        for (var i = 0; i < 50 && EngineProcesses(engine, "").Count > 0; i++)
+            Thread.Sleep(100);
+        Assert.Empty(EngineProcesses(engine, ""));
+        Assert.All(trainers, pid => Assert.False(Directory.Exists($"/proc/{pid}") && File.ReadAllText($"/proc/{pid}/cmdline").Length > 0,
+            $"engine process {pid} outlived the build"));
+
+        var adapter = Path.Combine(project, "obj", "ertas", "adapter");
+        Assert.False(Directory.Exists(adapter) && Directory.EnumerateFiles(adapter, "*.safetensors", SearchOption.AllDirectories).Any(),
+            "an interrupted training left an adapter a later build could trust");
+        Assert.Empty(Directory.Exists(Output(project, "")) ? Directory.GetFiles(Output(project, ""), "*.gguf") : []);
+    }
+
+    private const int Sigint = 2;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int SendSignal(int pid, int signal);
+
+    /// <summary>Live processes running this project's engine (<c>dotnet .../ertas.dll VERB ...</c>), from /proc.</summary>
+    private static List<int> EngineProcesses(string engineDll, string verb)
+    {
+        var found = new List<int>();
+        foreach (var dir in Directory.GetDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;
+            string[] arguments;
+            try { arguments = File.ReadAllText(Path.Combine(dir, "cmdline")).Split('\0'); }
+            catch (IOException) { continue; }
+            catch (UnauthorizedAccessException) { continue; }
+            var at = Array.IndexOf(arguments, engineDll);
+            if (at >= 0 && (verb.Length == 0 || (at + 1 < arguments.Length && arguments[at + 1] == verb)))
+                found.Add(pid);
+        }
+        return found;
+    }
+
     private static void EditProject(string project, string name, Func<string, string> edit)
     {
         var path = Path.Combine(project, name + ".ertasproj");

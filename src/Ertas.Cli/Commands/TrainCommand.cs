@@ -2,6 +2,7 @@ using System.Globalization;
 using Ertas.Core;
 using Ertas.Data;
 using Ertas.Mistral.Checkpoints;
+using Ertas.Mistral.Templates;
 using Ertas.Mistral.Tokenization;
 using Ertas.Training;
 
@@ -37,6 +38,7 @@ public sealed class TrainCommand : ICommand
         new("--batch-size", "Packed rows per micro-batch (default 1).", "N"),
         new("--grad-accum", "Micro-batches per optimizer step (default 1).", "N"),
         new("--seq-len", "Packed row length in tokens (default 2048).", "N"),
+        new("--template", $"Chat template that turns conversations into ids: {string.Join(", ", ChatTemplates.Names)} (default {ChatTemplates.MistralV1Name}).", "NAME"),
         new("--seed", "Seed for LoRA init, dropout, shuffling and the split (default 42).", "N"),
         new("--compute", "Compute type of the frozen base: f32 (default) or bf16; LoRA weights are float32 either way.", "TYPE"),
         new("--eval-every", "Eval loss every N optimizer steps (default: after the last only).", "N"),
@@ -60,7 +62,7 @@ public sealed class TrainCommand : ICommand
         ["scheduler"] = ConfigValueKind.Text, ["warmup-steps"] = ConfigValueKind.Integer, ["warmup-ratio"] = ConfigValueKind.Number,
         ["weight-decay"] = ConfigValueKind.Number, ["max-grad-norm"] = ConfigValueKind.Number, ["epochs"] = ConfigValueKind.Integer,
         ["max-steps"] = ConfigValueKind.Integer, ["batch-size"] = ConfigValueKind.Integer, ["grad-accum"] = ConfigValueKind.Integer,
-        ["seq-len"] = ConfigValueKind.Integer, ["seed"] = ConfigValueKind.Integer, ["compute"] = ConfigValueKind.Text,
+        ["seq-len"] = ConfigValueKind.Integer, ["template"] = ConfigValueKind.Text, ["seed"] = ConfigValueKind.Integer, ["compute"] = ConfigValueKind.Text,
         ["eval-every"] = ConfigValueKind.Integer, ["eval-fraction"] = ConfigValueKind.Number, ["eval-data"] = ConfigValueKind.PathList,
         ["gradient-checkpointing"] = ConfigValueKind.Flag, ["train-on-prompt"] = ConfigValueKind.Flag, ["cache-dir"] = ConfigValueKind.Path,
         ["device"] = ConfigValueKind.Text, ["checkpoint-every"] = ConfigValueKind.Integer, ["keep-checkpoints"] = ConfigValueKind.Integer,
@@ -84,6 +86,7 @@ public sealed class TrainCommand : ICommand
             preparation = new PreparationOptions
             {
                 SequenceLength = options.SequenceLength,
+                TemplateName = TemplateName(args),
                 Seed = options.Seed,
                 EvalFraction = GetDouble(args, "--eval-fraction", 0),
                 TrainOnPrompt = args.Has("--train-on-prompt"),
@@ -150,6 +153,14 @@ public sealed class TrainCommand : ICommand
             ? config.Entries.FirstOrDefault(e => !commandLine.Has("--" + e.Key) &&
                 System.Text.RegularExpressions.Regex.IsMatch(error.Message, $@"--{System.Text.RegularExpressions.Regex.Escape(e.Key)}\b"))
             : null;
+
+    private static string TemplateName(ParsedArgs args)
+    {
+        var name = args.Get("--template") ?? ChatTemplates.MistralV1Name;
+        return ChatTemplates.Names.Contains(name)
+            ? name
+            : throw new ErtasException(ErrorCode.InvalidArgument, $"unknown --template '{name}'; valid names: {string.Join(", ", ChatTemplates.Names)}");
+    }
 
     private static string Required(ParsedArgs args, string name) =>
         args.Get(name) ?? throw new ErtasException(ErrorCode.MissingArgument, $"missing required option {name} (give it on the command line or in --config)");
