@@ -14,7 +14,8 @@ public sealed class CheckErtasProject : Microsoft.Build.Utilities.Task
     [
         "BaseModel", "ChatTemplate", "SequenceLength", "LoraRank", "LoraAlpha", "LoraDropout", "LoraTargetModules", "LearningRate",
         "LrScheduler", "WarmupSteps", "WarmupRatio", "Epochs", "MaxSteps", "BatchSize", "GradientAccumulation", "Seed", "ComputeType",
-        "ErtasDevice", "EvalFraction", "ModelName", "ModelVersion", "ErtasAdapterGguf",
+        "ErtasDevice", "EvalFraction", "ModelName", "ModelVersion", "ErtasAdapterGguf", "ErtasMergeType", "ErtasModelfileQuantization",
+        "ErtasTinyBaseSeed", "ErtasTorchRuntime",
     ];
 
     [Required] public string ProjectFile { get; set; } = "";
@@ -23,6 +24,21 @@ public sealed class CheckErtasProject : Microsoft.Build.Utilities.Task
     [Required] public ITaskItem[] Properties { get; set; } = [];
 
     public ITaskItem[] Quantizations { get; set; } = [];
+    public ITaskItem[] TrainingData { get; set; } = [];
+    public ITaskItem[] EvalData { get; set; } = [];
+
+    /// <summary>TrainingData and EvalData sorted by their path relative to the project (ordinal, '/' separators): a
+    /// glob's order is the file system's, and dataset order shapes training, so every machine must see one order.</summary>
+    [Output] public ITaskItem[] SortedTrainingData { get; private set; } = [];
+    [Output] public ITaskItem[] SortedEvalData { get; private set; } = [];
+
+    [Output] public string ChatTemplate { get; private set; } = "";
+    [Output] public string MergeType { get; private set; } = "";
+    [Output] public string ModelfileQuantization { get; private set; } = "";
+    [Output] public string TinyBaseSeed { get; private set; } = "";
+
+    /// <summary>Every setting of the build for the lock file: ItemSpec = name, metadata Value.</summary>
+    [Output] public ITaskItem[] LockSettings { get; private set; } = [];
 
     [Output] public string ModelVersion { get; private set; } = "";
     [Output] public string BaseModel { get; private set; } = "";
@@ -50,8 +66,9 @@ public sealed class CheckErtasProject : Microsoft.Build.Utilities.Task
             return false;
         }
         var problems = new List<SpecProblem>();
-        var spec = ErtasSpec.Parse(name => values.TryGetValue(name, out var v) ? v : "", Quantizations.Select(q => q.ItemSpec).ToList(),
-            Path.GetDirectoryName(Path.GetFullPath(ProjectFile)) ?? ".", problems);
+        var projectDirectory = Path.GetDirectoryName(Path.GetFullPath(ProjectFile)) ?? ".";
+        var items = new ErtasItems(Names(Quantizations), Names(TrainingData), Names(EvalData));
+        var spec = ErtasSpec.Parse(name => values.TryGetValue(name, out var v) ? v : "", items, projectDirectory, problems);
         if (spec is null)
         {
             var lines = ProjectFileLines.Load(ProjectFile);
@@ -68,10 +85,23 @@ public sealed class CheckErtasProject : Microsoft.Build.Utilities.Task
         UsesTinyBase = spec.BaseModel == "tiny";
         NormalizedQuantizations = spec.Quantizations.Select(q => (ITaskItem)new TaskItem(q)).ToArray();
         FirstQuantization = spec.Quantizations[0];
+        ChatTemplate = spec.ChatTemplate;
+        MergeType = spec.MergeType;
+        ModelfileQuantization = spec.ModelfileQuantization;
+        TinyBaseSeed = ErtasSpec.Invariant(spec.TinyBaseSeed);
         TrainingSettings = spec.TrainingSettings().Select(Setting).ToArray();
+        LockSettings = spec.LockSettings().Select(Setting).ToArray();
+        SortedTrainingData = SortByProjectPath(TrainingData, projectDirectory);
+        SortedEvalData = SortByProjectPath(EvalData, projectDirectory);
         TrainArguments = spec.TrainArguments().Select(a => (ITaskItem)new TaskItem(a)).ToArray();
         return true;
     }
+
+    private static List<string> Names(ITaskItem[] items) => items.Select(i => i.ItemSpec).ToList();
+
+    internal static ITaskItem[] SortByProjectPath(ITaskItem[] items, string projectDirectory) =>
+        items.OrderBy(i => Path.GetRelativePath(projectDirectory, i.GetMetadata("FullPath")).Replace('\\', '/'), StringComparer.Ordinal)
+            .ToArray();
 
     private static ITaskItem Setting(KeyValuePair<string, string> setting)
     {

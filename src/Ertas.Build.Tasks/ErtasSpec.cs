@@ -8,6 +8,9 @@ namespace Ertas.Build.Tasks;
 /// <summary>One problem with one property or item of the project: the name lets the task find its line.</summary>
 public sealed record SpecProblem(string Name, string Message, bool IsItem = false, string? ItemValue = null);
 
+/// <summary>The project's items as the spec sees them (their Include values, in the project's order).</summary>
+public sealed record ErtasItems(IReadOnlyList<string> Quantizations, IReadOnlyList<string> TrainingData, IReadOnlyList<string> EvalData);
+
 /// <summary>
 /// The training spec of an .ertasproj after validation: every value normalized (lower-case enums, invariant numbers,
 /// SemVer normalized), so that the train key and the lock file do not change when only spelling does.
@@ -35,15 +38,25 @@ public sealed record ErtasSpec(
     string ModelName,
     string ModelVersion,
     IReadOnlyList<string> Quantizations,
-    bool AdapterGguf)
+    bool AdapterGguf,
+    string MergeType,
+    string ModelfileQuantization,
+    ulong TinyBaseSeed,
+    string TorchRuntime)
 {
+    /// <summary>Types the merged model (the source of every quantization) may have.</summary>
+    public static readonly IReadOnlyList<string> MergeTypes = ["F16", "BF16", "F32"];
+
     public static readonly IReadOnlyList<string> AllTargetModules =
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
-    /// <summary>Every setting that shapes the trained adapter, in a fixed order (the train key and the lock use it).</summary>
+    /// <summary>
+    /// Every setting that shapes the trained adapter, in a fixed order: the train key. A folder BaseModel keys as
+    /// "folder" because its files' contents are keyed themselves; moving or renaming the folder retrains nothing.
+    /// </summary>
     public IReadOnlyList<KeyValuePair<string, string>> TrainingSettings() =>
     [
-        new("BaseModel", BaseModel),
+        new("BaseModel", BaseModel == "tiny" ? "tiny" : "folder"),
         new("ChatTemplate", ChatTemplate),
         new("SequenceLength", Invariant(SequenceLength)),
         new("LoraRank", Invariant(LoraRank)),
@@ -62,6 +75,20 @@ public sealed record ErtasSpec(
         new("ComputeType", ComputeType),
         new("ErtasDevice", Device),
         new("EvalFraction", Invariant(EvalFraction)),
+    ];
+
+    /// <summary>Every setting of the build, as written in the lock: the training settings (BaseModel as written in the
+    /// project) and those of the later stages.</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> LockSettings() =>
+    [
+        new("BaseModel", BaseModel),
+        .. TrainingSettings().Skip(1),
+        new("ErtasTorchRuntime", TorchRuntime),
+        new("ErtasTinyBaseSeed", Invariant(TinyBaseSeed)),
+        new("ErtasMergeType", MergeType),
+        new("Quantizations", string.Join(';', Quantizations)),
+        new("ErtasAdapterGguf", AdapterGguf ? "true" : "false"),
+        new("ErtasModelfileQuantization", ModelfileQuantization),
     ];
 
     /// <summary><c>ertas train</c> flags for everything but --model, --data and --out.</summary>
@@ -88,9 +115,9 @@ public sealed record ErtasSpec(
     /// Parses raw property values (an empty value means "not set": the SDK sets defaults before calling this) and the
     /// Quantization items. Reports every problem, not just the first; the spec is null when there is any.
     /// </summary>
-    public static ErtasSpec? Parse(Func<string, string> property, IReadOnlyList<string> quantizationItems, string projectDirectory,
-        List<SpecProblem> problems)
+    public static ErtasSpec? Parse(Func<string, string> property, ErtasItems items, string projectDirectory, List<SpecProblem> problems)
     {
+        var quantizationItems = items.Quantizations;
         var reader = new SettingReader(property, problems);
         var baseModel = reader.Text("BaseModel");
         if (baseModel.Length == 0)
@@ -121,6 +148,9 @@ public sealed record ErtasSpec(
         var seed = reader.Seed("Seed");
         var compute = reader.OneOf("ComputeType", ["f32", "bf16"]);
         var device = reader.OneOf("ErtasDevice", ["auto", "cpu", "cuda"]);
+        var torchRuntime = reader.OneOf("ErtasTorchRuntime", ["cpu", "cuda"]);
+        if (device == "cuda" && torchRuntime == "cpu" && problems.All(p => p.Name != "ErtasDevice"))
+            problems.Add(new("ErtasDevice", "ErtasDevice 'cuda' needs the CUDA build of libtorch, but ErtasTorchRuntime is 'cpu': remove ErtasTorchRuntime (cuda is then chosen) or set it to cuda"));
         var evalFraction = reader.Double("EvalFraction", 0, 1, maxExclusive: true);
         var name = reader.Text("ModelName");
         if (name.Length == 0 || name.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')) || name.StartsWith('.'))
@@ -132,6 +162,13 @@ public sealed record ErtasSpec(
         else
             problems.Add(new("ModelVersion", $"ModelVersion '{versionText}' is not a semantic version (MAJOR.MINOR.PATCH[-prerelease][+build], e.g. 1.2.0-rc.1)"));
         var adapterGguf = reader.Bool("ErtasAdapterGguf");
+        var mergeType = reader.OneOf("ErtasMergeType", MergeTypes);
+        var tinyBaseSeed = reader.Seed("ErtasTinyBaseSeed");
+
+        if (items.TrainingData.Count == 0)
+            problems.Add(new("TrainingData", "no TrainingData item: add the JSONL datasets to train on, e.g. <TrainingData Include=\"data/*.jsonl\" />", IsItem: true));
+        if (items.EvalData.Count > 0 && evalFraction > 0)
+            problems.Add(new("EvalFraction", "EvalData and EvalFraction both choose the eval examples: keep EvalData and remove EvalFraction, or the other way round"));
 
         var quantizations = new List<string>();
         foreach (var item in quantizationItems)
@@ -146,10 +183,21 @@ public sealed record ErtasSpec(
         if (quantizationItems.Count == 0)
             problems.Add(new("Quantization", "no Quantization item: add at least one, e.g. <Quantization Include=\"Q4_K_M\" />", IsItem: true));
 
+        var modelfileQuantization = quantizations.Count > 0 ? quantizations[0] : "";
+        if (reader.IsSet("ErtasModelfileQuantization"))
+        {
+            var wanted = reader.Text("ErtasModelfileQuantization");
+            modelfileQuantization = quantizations.FirstOrDefault(q => string.Equals(q, wanted, StringComparison.OrdinalIgnoreCase)) ?? "";
+            if (modelfileQuantization.Length == 0 && quantizations.Count > 0)
+                problems.Add(new("ErtasModelfileQuantization",
+                    $"ErtasModelfileQuantization '{wanted}' is not one of the Quantization items ({string.Join(", ", quantizations)}): the Modelfile's FROM must name a GGUF this build writes"));
+        }
+
         if (problems.Count > 0)
             return null;
         return new ErtasSpec(baseModel, template, sequenceLength, rank, alpha, dropout, targets, lr, scheduler, warmupSteps, warmupRatio,
-            epochs, maxSteps, batch, accumulation, seed, compute, device, evalFraction, name, version, quantizations, adapterGguf);
+            epochs, maxSteps, batch, accumulation, seed, compute, device, evalFraction, name, version, quantizations, adapterGguf,
+            mergeType, modelfileQuantization, tinyBaseSeed, torchRuntime);
     }
 
     private sealed class SettingReader(Func<string, string> property, List<SpecProblem> problems)

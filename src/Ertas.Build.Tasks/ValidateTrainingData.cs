@@ -44,6 +44,10 @@ public sealed class ValidateTrainingData : Microsoft.Build.Utilities.Task, ICanc
         {
             Log.LogError(null, e.CodeText, null, e.File ?? BuildEngine.ProjectFileOfTaskNode, e.Line, e.Column, 0, 0, e.Message);
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Log.LogError(null, $"ERTAS{(int)ErrorCode.BuildFileAccessFailed:D4}", null, BuildEngine.ProjectFileOfTaskNode, 0, 0, 0, 0, e.Message);
+        }
         catch (OperationCanceledException)
         {
             Log.LogError(null, "ERTAS1008", null, BuildEngine.ProjectFileOfTaskNode, 0, 0, 0, 0, "cancelled");

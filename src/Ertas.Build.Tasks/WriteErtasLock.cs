@@ -93,6 +93,10 @@ public sealed class WriteErtasLock : Microsoft.Build.Utilities.Task
         {
             Log.LogError(null, e.CodeText, null, e.File ?? LockFile, e.Line, e.Column, 0, 0, e.Message);
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Log.LogError(null, $"ERTAS{(int)ErrorCode.BuildFileAccessFailed:D4}", null, BuildEngine.ProjectFileOfTaskNode, 0, 0, 0, 0, e.Message);
+        }
         return !Log.HasLoggedErrors;
     }
 

@@ -31,11 +31,18 @@ public sealed class WriteModelfile : Microsoft.Build.Utilities.Task
             .Append("TEMPLATE \"\"\"").Append(Template).Append("\"\"\"\n")
             .Append("PARAMETER stop \"</s>\"\n")
             .ToString();
-        if (!File.Exists(Modelfile) || File.ReadAllText(Modelfile) != text)
+        try
         {
-            Directory.CreateDirectory(directory);
-            AtomicFile.WriteAllText(Modelfile, text);
+            if (!File.Exists(Modelfile) || File.ReadAllText(Modelfile) != text)
+            {
+                Directory.CreateDirectory(directory);
+                AtomicFile.WriteAllText(Modelfile, text);
+            }
         }
-        return true;
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Log.LogError(null, $"ERTAS{(int)ErrorCode.BuildFileAccessFailed:D4}", null, BuildEngine.ProjectFileOfTaskNode, 0, 0, 0, 0, e.Message);
+        }
+        return !Log.HasLoggedErrors;
     }
 }

@@ -94,4 +94,5 @@ public enum ErrorCode
     ProjectPropertyInvalid = 8001,
     ProjectItemInvalid = 8002,
     BuildStageFailed = 8003,
+    BuildFileAccessFailed = 8004,
 }

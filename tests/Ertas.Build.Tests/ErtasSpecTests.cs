@@ -11,7 +11,8 @@ public sealed class ErtasSpecTests
         ["LearningRate"] = "2e-4", ["LrScheduler"] = "cosine", ["WarmupSteps"] = "0", ["WarmupRatio"] = "0.03", ["Epochs"] = "1",
         ["MaxSteps"] = "", ["BatchSize"] = "1", ["GradientAccumulation"] = "1", ["Seed"] = "42", ["ComputeType"] = "f32",
         ["ErtasDevice"] = "auto", ["EvalFraction"] = "0", ["ModelName"] = "My.Model", ["ModelVersion"] = "1.0.0",
-        ["ErtasAdapterGguf"] = "true",
+        ["ErtasAdapterGguf"] = "true", ["ErtasMergeType"] = "F16", ["ErtasModelfileQuantization"] = "", ["ErtasTinyBaseSeed"] = "1",
+        ["ErtasTorchRuntime"] = "cpu",
     };
 
     private static (ErtasSpec? Spec, List<SpecProblem> Problems) Parse(Dictionary<string, string>? overrides = null, params string[] quantizations)
@@ -19,7 +20,8 @@ public sealed class ErtasSpecTests
         var values = new Dictionary<string, string>(Defaults);
         foreach (var (k, v) in overrides ?? []) values[k] = v;
         var problems = new List<SpecProblem>();
-        var spec = ErtasSpec.Parse(n => values[n], quantizations.Length == 0 ? ["Q4_K_M"] : quantizations, Path.GetTempPath(), problems);
+        var spec = ErtasSpec.Parse(n => values[n],
+            new ErtasItems(quantizations.Length == 0 ? ["Q4_K_M"] : quantizations, ["data/train.jsonl"], []), Path.GetTempPath(), problems);
         return (spec, problems);
     }
 
@@ -57,6 +59,65 @@ public sealed class ErtasSpecTests
         Assert.Contains("'1.0' is not a semantic version", problems.Single(p => p.Name == "ModelVersion").Message);
         Assert.Contains("unknown: qkv_proj", problems.Single(p => p.Name == "LoraTargetModules").Message);
         Assert.Equal(["Q9_X", "q4_k_m"], problems.Where(p => p.IsItem).Select(p => p.ItemValue));
+    }
+
+    [Fact]
+    public void StageSettings_AreValidatedAndNormalized_AndTheModelfileMustNameAWrittenQuantization()
+    {
+        var (spec, problems) = Parse(new() { ["ErtasMergeType"] = "f32", ["ErtasModelfileQuantization"] = "q4_k_m", ["ChatTemplate"] = "Mistral-V1" },
+            "Q8_0", "Q4_K_M");
+        Assert.Empty(problems);
+        Assert.Equal(("F32", "Q4_K_M", "mistral-v1"), (spec!.MergeType, spec.ModelfileQuantization, spec.ChatTemplate));
+        Assert.Equal("Q8_0", Parse(quantizations: ["Q8_0", "Q4_K_M"]).Spec!.ModelfileQuantization);
+
+        var (_, bad) = Parse(new() { ["ErtasMergeType"] = "Q4_K_M", ["ErtasModelfileQuantization"] = "Q6_K", ["ErtasTinyBaseSeed"] = "-1" }, "Q8_0");
+        Assert.Equal(["ErtasMergeType", "ErtasTinyBaseSeed", "ErtasModelfileQuantization"], bad.Select(p => p.Name));
+        Assert.Contains("'Q6_K' is not one of the Quantization items (Q8_0)", bad[2].Message);
+    }
+
+    [Fact]
+    public void CudaDevice_WithTheCpuTorchRuntime_IsAnError_AndEvalDataWithEvalFraction_IsAnError()
+    {
+        Assert.Empty(Parse(new() { ["ErtasDevice"] = "cuda", ["ErtasTorchRuntime"] = "cuda" }).Problems);
+        var (_, cuda) = Parse(new() { ["ErtasDevice"] = "CUDA", ["ErtasTorchRuntime"] = "cpu" });
+        Assert.Contains("needs the CUDA build of libtorch", Assert.Single(cuda, p => p.Name == "ErtasDevice").Message);
+
+        var problems = new List<SpecProblem>();
+        var values = new Dictionary<string, string>(Defaults) { ["EvalFraction"] = "0.2" };
+        Assert.Null(ErtasSpec.Parse(n => values[n], new ErtasItems(["Q8_0"], [], ["data/eval.jsonl"]), Path.GetTempPath(), problems));
+        Assert.Equal(["TrainingData", "EvalFraction"], problems.Select(p => p.Name));
+        Assert.True(problems[0].IsItem);
+    }
+
+    [Fact]
+    public void TheTrainKey_HoldsNoBaseModelPath_ButTheLockRecordsItWithEveryStageSetting()
+    {
+        var folder = Directory.CreateTempSubdirectory("ertas-base-").FullName;
+        File.WriteAllText(Path.Combine(folder, "config.json"), "{}");
+        try
+        {
+            var (spec, problems) = Parse(new() { ["BaseModel"] = folder });
+            Assert.Empty(problems);
+            Assert.Equal(new KeyValuePair<string, string>("BaseModel", "folder"), spec!.TrainingSettings()[0]);
+            var lockSettings = spec.LockSettings().ToDictionary();
+            Assert.Equal(folder, lockSettings["BaseModel"]);
+            Assert.Equal(("F16", "1", "cpu", "Q4_K_M"), (lockSettings["ErtasMergeType"], lockSettings["ErtasTinyBaseSeed"],
+                lockSettings["ErtasTorchRuntime"], lockSettings["ErtasModelfileQuantization"]));
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Datasets_AreSortedByTheirPathInTheProject_WhateverOrderTheGlobGave()
+    {
+        var project = Path.Combine(Path.GetTempPath(), "p");
+        var items = new[] { "data/b.jsonl", "data/A.jsonl", "data/a/z.jsonl", "extra.jsonl" }
+            .Select(i => (Microsoft.Build.Framework.ITaskItem)new Microsoft.Build.Utilities.TaskItem(Path.Combine(project, i))).ToArray();
+        var sorted = CheckErtasProject.SortByProjectPath(items, project).Select(i => Path.GetRelativePath(project, i.ItemSpec).Replace('\\', '/'));
+        Assert.Equal(["data/A.jsonl", "data/a/z.jsonl", "data/b.jsonl", "extra.jsonl"], sorted);
     }
 
     [Theory]

@@ -88,7 +88,9 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
         EditProject(project, "Capitals", p => p.Replace("<EvalData ", "<EvalData Condition=\"true\" ").Replace("</PropertyGroup>", "  <EvalFraction>0.2</EvalFraction>\n  </PropertyGroup>"));
         var both = sdk.Dotnet(project, "build");
         Assert.NotEqual(0, both.ExitCode);
-        Assert.Contains("error ERTAS8002: EvalData and EvalFraction both choose the eval examples", both.Output);
+        var lines = File.ReadAllLines(Path.Combine(project, "Capitals.ertasproj"));
+        var line = Array.FindIndex(lines, l => l.Contains("<EvalFraction>", StringComparison.Ordinal)) + 1;
+        Assert.Contains($"Capitals.ertasproj({line},5): error ERTAS8001: EvalData and EvalFraction both choose the eval examples", both.Output);
     }
 
     [Fact]
@@ -110,10 +112,18 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
         var q4 = Output(project, "Capitals-1.0.0.Q4_K_M.gguf");
         var q8Time = File.GetLastWriteTimeUtc(q8);
 
+        // What a killed quantize leaves (AtomicFile's temporary name), and another project's model in the same folder.
+        var leftover = Output(project, ".Capitals-1.0.0.Q8_0.gguf.4242.0123456789abcdef.tmp");
+        var foreign = Output(project, "Capitals-Instruct-1.0.0.Q4_K_M.gguf");
+        File.WriteAllText(leftover, "partial");
+        File.WriteAllText(foreign, "not ours");
+
         EditProject(project, "Capitals", p => p.Replace("<Quantization Include=\"Q8_0;Q4_K_M\" />", "<Quantization Include=\"Q8_0\" />"));
         var dropped = sdk.Dotnet(project, "build").EnsureSuccess();
         Assert.Empty(dropped.Stages);
         Assert.False(File.Exists(q4)); // a dropped quantization does not linger unlisted beside the lock
+        Assert.False(File.Exists(leftover));
+        Assert.True(File.Exists(foreign));
         Assert.DoesNotContain("Q4_K_M", File.ReadAllText(Output(project, "ertas.lock.json")));
 
         EditProject(project, "Capitals", p => p.Replace("<Quantization Include=\"Q8_0\" />", "<Quantization Include=\"Q8_0;Q6_K\" />"));
@@ -166,8 +176,11 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
         var project = sdk.CopyOfBuiltProject();
         var files = new[] { "Capitals-1.0.0.Q8_0.gguf", "Capitals-1.0.0.Q4_K_M.gguf", "Capitals-1.0.0.lora.gguf", "ertas.lock.json", "Modelfile" };
 
+        var foreign = Output(project, "notes.txt");
+        File.WriteAllText(foreign, "the user's own file");
         sdk.Dotnet(project, "clean").EnsureSuccess();
         Assert.All(files, f => Assert.False(File.Exists(Output(project, f)), f + " survived dotnet clean"));
+        Assert.True(File.Exists(foreign));
         Assert.False(Directory.Exists(Path.Combine(project, "obj", "ertas")));
 
         var rebuilt = sdk.Dotnet(project, "build").EnsureSuccess();
@@ -242,6 +255,26 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
         Assert.False(Directory.Exists(adapter) && Directory.EnumerateFiles(adapter, "*.safetensors", SearchOption.AllDirectories).Any(),
             "an interrupted training left an adapter a later build could trust");
         Assert.Empty(Directory.Exists(Output(project, "")) ? Directory.GetFiles(Output(project, ""), "*.gguf") : []);
+        Assert.False(File.Exists(Path.Combine(project, "obj", "ertas", "keys", "train.done")), "the interrupted stage was marked done");
+    }
+
+    [Fact]
+    public void TheTorchRuntimePackage_IsTheCpuBuild_UnlessTheProjectTrainsOnCuda()
+    {
+        var project = sdk.NewProject("Runtimes", "--quantizations Q8_0");
+        string Runtime(string properties)
+        {
+            var result = sdk.Run(project, "dotnet", $"msbuild Runtimes.ertasproj -nologo -getItem:PackageReference {properties}", 120).EnsureSuccess();
+            using var json = JsonDocument.Parse(result.Output);
+            var references = json.RootElement.GetProperty("Items").GetProperty("PackageReference").EnumerateArray()
+                .Select(r => r.GetProperty("Identity").GetString() + "/" + r.GetProperty("Version").GetString()).ToList();
+            Assert.Contains(references, r => r.StartsWith("Ertas.Build.Engine/", StringComparison.Ordinal));
+            return Assert.Single(references, r => r.StartsWith("libtorch-", StringComparison.Ordinal));
+        }
+        var rid = $"linux-{System.Runtime.InteropServices.RuntimeInformation.OSArchitecture.ToString().ToLowerInvariant()}";
+        Assert.Equal($"libtorch-cpu-{rid}/2.10.0", Runtime(""));
+        Assert.Equal($"libtorch-cuda-12.8-{rid}/2.10.0", Runtime("-p:ErtasDevice=cuda"));
+        Assert.Equal($"libtorch-cuda-12.8-{rid}/2.10.0", Runtime("-p:ErtasTorchRuntime=cuda"));
     }
 
     private const int Sigint = 2;
