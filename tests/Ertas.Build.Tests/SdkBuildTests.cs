@@ -126,11 +126,15 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
         Assert.True(File.Exists(foreign));
         Assert.DoesNotContain("Q4_K_M", File.ReadAllText(Output(project, "ertas.lock.json")));
 
-        EditProject(project, "Capitals", p => p.Replace("<Quantization Include=\"Q8_0\" />", "<Quantization Include=\"Q8_0;Q6_K\" />"));
+        EditProject(project, "Capitals", p => p.Replace("<Quantization Include=\"Q8_0\" />", "<Quantization Include=\"Q8_0;Q6_K;F32\" />"));
         var added = sdk.Dotnet(project, "build").EnsureSuccess();
-        Assert.Equal(["quantize Q6_K"], added.Stages);
+        Assert.Equal(["quantize Q6_K", "quantize F32"], added.Stages);
         Assert.Equal(q8Time, File.GetLastWriteTimeUtc(q8));
         Assert.True(File.Exists(Output(project, "Capitals-1.0.0.Q6_K.gguf")));
+        // F32 is merged straight from base + adapter: an upcast of the F16 intermediate would hold only F16 values.
+        using var f32 = new Ertas.Gguf.GgufReader(Output(project, "Capitals-1.0.0.F32.gguf"));
+        var weights = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(f32.GetTensorBytes(f32.GetTensor("blk.0.attn_q.weight"))).ToArray();
+        Assert.Contains(weights, w => (float)(Half)w != w);
     }
 
     [Fact]
