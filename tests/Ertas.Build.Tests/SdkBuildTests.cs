@@ -34,6 +34,8 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
         var parameters = new ModelParams(Output(project, "Capitals-1.0.0.Q8_0.gguf")) { ContextSize = 64, GpuLayerCount = 0 };
         using (var weights = LLamaWeights.LoadFromFile(parameters))
             weights.NativeHandle.LoadLoraFromFile(Output(project, "Capitals-1.0.0.lora.gguf")); // llama.cpp checks arch and shapes
+        using (var adapter = new Ertas.Gguf.GgufReader(Output(project, "Capitals-1.0.0.lora.gguf")))
+            Assert.Equal(("Capitals", "1.0.0", "adapter"), (adapter.GetString("general.name"), adapter.GetString("general.version"), adapter.GetString("general.type")));
 
         var modelfile = File.ReadAllText(Output(project, "Modelfile"));
         Assert.Contains("FROM ./Capitals-1.0.0.Q8_0.gguf\n", modelfile);
@@ -191,6 +193,41 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
         Assert.Equal(FullPipeline, rebuilt.Stages);
         Assert.All(files, f => Assert.True(File.ReadAllBytes(Output(original, f)).AsSpan().SequenceEqual(File.ReadAllBytes(Output(project, f))),
             f + " differs between clean builds"));
+    }
+
+    [Fact]
+    public void AHuggingFaceFolderBase_IsKeyedByItsContentsNotItsPath_AndItsModelFilesAreLockInputs()
+    {
+        // The built project's tiny base is a Hugging Face folder like any other; use a copy of it as a local checkpoint.
+        var (built, _) = sdk.BuiltProject;
+        var models = Path.Combine(sdk.Work, "models-" + Guid.NewGuid().ToString("N")[..6]);
+        var first = Path.Combine(models, "mistral-a");
+        Directory.CreateDirectory(first);
+        foreach (var file in Directory.GetFiles(Path.Combine(built, "obj", "ertas", "base-tiny")))
+            File.Copy(file, Path.Combine(first, Path.GetFileName(file)));
+        // Official Mistral repositories ship their own format beside the HF shards; nothing reads it.
+        File.WriteAllText(Path.Combine(first, "consolidated.safetensors"), "not a model this build reads");
+
+        var project = sdk.NewProject("FromFolder", $"--base-model {first} --quantizations Q8_0");
+        EditProject(project, "FromFolder", p => p.Replace("<Epochs>3</Epochs>", "<MaxSteps>2</MaxSteps>"));
+        var result = sdk.Dotnet(project, "build").EnsureSuccess();
+        Assert.Equal(["train", "merge", "quantize Q8_0", "adapter-gguf"], result.Stages);
+
+        using (var lockJson = JsonDocument.Parse(File.ReadAllBytes(Output(project, "ertas.lock.json"))))
+        {
+            var baseInputs = lockJson.RootElement.GetProperty("inputs").EnumerateArray()
+                .Where(i => i.GetProperty("role").GetString() == "BaseModel").Select(i => Path.GetFileName(i.GetProperty("path").GetString()!)).ToList();
+            Assert.Contains("model.safetensors", baseInputs);
+            Assert.Contains("config.json", baseInputs);
+            Assert.Contains("tokenizer.model", baseInputs);
+            Assert.DoesNotContain("consolidated.safetensors", baseInputs);
+            Assert.Equal(first, lockJson.RootElement.GetProperty("settings").GetProperty("BaseModel").GetString());
+        }
+
+        var moved = Path.Combine(models, "mistral-b");
+        Directory.Move(first, moved);
+        EditProject(project, "FromFolder", p => p.Replace(first, moved));
+        Assert.Empty(sdk.Dotnet(project, "build").EnsureSuccess().Stages);
     }
 
     [Fact]

@@ -9,7 +9,7 @@ namespace Ertas.Cli.Commands;
 public sealed class AdapterExportCommand : ICommand
 {
     public IReadOnlyList<string> Verb { get; } = ["adapter", "export"];
-    public string Usage => "ertas adapter export --model BASEDIR --adapter ADAPTERDIR --out FILE.gguf [--name NAME] [--force]";
+    public string Usage => "ertas adapter export --model BASEDIR --adapter ADAPTERDIR --out FILE.gguf [--name NAME] [--version SEMVER] [--force]";
     public string Summary => "Convert a LoRA adapter (PEFT folder) to a GGUF adapter llama.cpp and Ollama apply to the base GGUF.";
 
     public IReadOnlyList<OptionSpec> Options { get; } =
@@ -18,6 +18,7 @@ public sealed class AdapterExportCommand : ICommand
         new("--adapter", "Adapter folder (adapter_config.json, adapter_model.safetensors), as ertas train writes it.", "DIR", Required: true),
         new("--out", "GGUF adapter file to write.", "FILE", Required: true),
         new("--name", "general.name (default: the adapter folder's name).", "NAME"),
+        VersionOption.Spec,
         new("--force", "Overwrite an existing output file."),
     ];
 
@@ -37,6 +38,7 @@ public sealed class AdapterExportCommand : ICommand
         var options = new LoraGgufOptions
         {
             Name = args.Get("--name") ?? Path.GetFileName(adapter.Folder.TrimEnd(Path.DirectorySeparatorChar)),
+            Version = VersionOption.Read(args),
             Progress = new TextProgressSink(context.Error),
         };
         LoraGgufExporter.Export(adapter, config, output, options, context.Cancellation);

@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using Ertas.Core;
 using Ertas.Gguf;
 using Ertas.Gguf.Mixes;
@@ -7,7 +6,7 @@ using Ertas.Training.Merging;
 namespace Ertas.Cli.Commands;
 
 /// <summary><c>ertas merge</c>: base + LoRA adapter folded into one model, as GGUF (any type or mix) or a Hugging Face folder.</summary>
-public sealed partial class MergeCommand : ICommand
+public sealed class MergeCommand : ICommand
 {
     public IReadOnlyList<string> Verb { get; } = ["merge"];
     public string Usage =>
@@ -25,7 +24,7 @@ public sealed partial class MergeCommand : ICommand
         new("--base-weights", "nf4: add the update to the NF4 round trip of the base (what QLoRA trained against); exact: to the " +
             "checkpoint's weights (plain LoRA). Default: from ertas_adapter.json, else nf4.", "KIND"),
         new("--name", "general.name (default: the adapter folder's name).", "NAME"),
-        new("--version", "general.version, a semantic version such as 1.2.0.", "SEMVER"),
+        VersionOption.Spec,
         new("--threads", "Threads for the merge and quantization (default: all cores); the output does not depend on it.", "N"),
         new("--force", "Overwrite an existing output."),
     ];
@@ -45,9 +44,7 @@ public sealed partial class MergeCommand : ICommand
             "exact" => BaseWeights.Exact,
             var other => throw new ErtasException(ErrorCode.InvalidArgument, $"--base-weights must be nf4 or exact, got '{other}'"),
         };
-        var version = args.Get("--version");
-        if (version is not null && !SemVer().IsMatch(version))
-            throw new ErtasException(ErrorCode.InvalidArgument, $"--version must be a semantic version (MAJOR.MINOR.PATCH[-pre][+build]), got '{version}'");
+        var version = VersionOption.Read(args);
         var threads = args.GetInt("--threads", Environment.ProcessorCount, min: 1, max: 1024);
         if (!Directory.Exists(baseFolder))
             throw new ErtasException(ErrorCode.DirectoryNotFound, $"model folder '{baseFolder}' does not exist", baseFolder);
@@ -84,8 +81,4 @@ public sealed partial class MergeCommand : ICommand
             $"{result.BaseWeights.ToString().ToLowerInvariant()} base) in {result.Elapsed.TotalSeconds:F1} s");
         return 0;
     }
-
-    // semver.org's grammar, without the leading "v".
-    [GeneratedRegex(@"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$")]
-    private static partial Regex SemVer();
 }

@@ -8,6 +8,9 @@ public sealed record LoraGgufOptions
     /// <summary><c>general.name</c>.</summary>
     public string Name { get; init; } = "lora";
 
+    /// <summary><c>general.version</c>, when set.</summary>
+    public string? Version { get; init; }
+
     public IProgressSink Progress { get; init; } = NullProgressSink.Instance;
 }
 
@@ -51,6 +54,8 @@ public static class LoraGgufExporter
         writer.AddString(Keys.General.Architecture, GgufConstants.LlamaArchitecture);
         writer.AddString(Keys.General.Type, Keys.GeneralTypes.Adapter);
         writer.AddString(Keys.General.Name, options.Name);
+        if (options.Version is { } version)
+            writer.AddString(Keys.General.Version, version);
         writer.AddString(Keys.Adapter.Type, AdapterTypeLora);
         writer.AddFloat32(Keys.Adapter.LoraAlpha, (float)(adapter.Scaling * adapter.Rank));
 
