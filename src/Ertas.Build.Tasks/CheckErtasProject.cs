@@ -32,6 +32,10 @@ public sealed class CheckErtasProject : Microsoft.Build.Utilities.Task
     [Output] public ITaskItem[] SortedTrainingData { get; private set; } = [];
     [Output] public ITaskItem[] SortedEvalData { get; private set; } = [];
 
+    /// <summary><c>--data FILE</c> per training file and <c>--eval-data FILE</c> per eval file, in that order, one
+    /// argument per item (MSBuild batching would merge files whose paths differ only in case).</summary>
+    [Output] public ITaskItem[] DataArguments { get; private set; } = [];
+
     [Output] public string ChatTemplate { get; private set; } = "";
     [Output] public string MergeType { get; private set; } = "";
     [Output] public string ModelfileQuantization { get; private set; } = "";
@@ -93,6 +97,9 @@ public sealed class CheckErtasProject : Microsoft.Build.Utilities.Task
         LockSettings = spec.LockSettings().Select(Setting).ToArray();
         SortedTrainingData = SortByProjectPath(TrainingData, projectDirectory);
         SortedEvalData = SortByProjectPath(EvalData, projectDirectory);
+        DataArguments = SortedTrainingData.SelectMany(f => new[] { "--data", f.GetMetadata("FullPath") })
+            .Concat(SortedEvalData.SelectMany(f => new[] { "--eval-data", f.GetMetadata("FullPath") }))
+            .Select(a => (ITaskItem)new TaskItem(a)).ToArray();
         TrainArguments = spec.TrainArguments().Select(a => (ITaskItem)new TaskItem(a)).ToArray();
         return true;
     }

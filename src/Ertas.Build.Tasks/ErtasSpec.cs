@@ -73,9 +73,12 @@ public sealed record ErtasSpec(
         new("GradientAccumulation", Invariant(GradientAccumulation)),
         new("Seed", Invariant(Seed)),
         new("ComputeType", ComputeType),
-        new("ErtasDevice", Device),
+        new("ErtasDevice", KeyedDevice),
         new("EvalFraction", Invariant(EvalFraction)),
     ];
+
+    /// <summary>The device training runs on, as far as the build can know it: with CPU libtorch "auto" is "cpu".</summary>
+    private string KeyedDevice => TorchRuntime == "cpu" ? "cpu" : Device;
 
     /// <summary>Every setting of the build, as written in the lock: the training settings (BaseModel as written in the
     /// project) and those of the later stages.</summary>
@@ -151,6 +154,9 @@ public sealed record ErtasSpec(
         var torchRuntime = reader.OneOf("ErtasTorchRuntime", ["cpu", "cuda"]);
         if (device == "cuda" && torchRuntime == "cpu" && problems.All(p => p.Name != "ErtasDevice"))
             problems.Add(new("ErtasDevice", "ErtasDevice 'cuda' needs the CUDA build of libtorch, but ErtasTorchRuntime is 'cpu': remove ErtasTorchRuntime (cuda is then chosen) or set it to cuda"));
+        // With CUDA libtorch, "auto" would train on a GPU on one machine and on the CPU on another under one key.
+        if (device == "auto" && torchRuntime == "cuda" && problems.All(p => p.Name != "ErtasDevice"))
+            problems.Add(new("ErtasDevice", "ErtasDevice 'auto' with ErtasTorchRuntime 'cuda' would key GPU and CPU builds alike: set ErtasDevice to cuda (or cpu)"));
         var evalFraction = reader.Double("EvalFraction", 0, 1, maxExclusive: true);
         var name = reader.Text("ModelName");
         if (name.Length == 0 || name.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')) || name.StartsWith('.'))

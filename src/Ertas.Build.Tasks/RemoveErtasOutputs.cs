@@ -29,8 +29,8 @@ public sealed class RemoveErtasOutputs : Microsoft.Build.Utilities.Task
                 ? File.ReadAllLines(ListFile).Where(l => l.Length > 0).Select(l => Path.GetFullPath(l, ProjectDirectory)).ToList()
                 : [];
             var current = CurrentOutputs.Select(o => o.GetMetadata("FullPath")).ToList();
-            var keep = Clean ? [] : current.ToHashSet(StringComparer.Ordinal);
-            foreach (var path in listed.Concat(current).Distinct(StringComparer.Ordinal))
+            var keep = Clean ? [] : current.ToHashSet(PathComparer);
+            foreach (var path in listed.Concat(current).Distinct(PathComparer))
             {
                 if (!keep.Contains(path)) Delete(path);
                 DeleteTemporaries(path);
@@ -55,6 +55,9 @@ public sealed class RemoveErtasOutputs : Microsoft.Build.Utilities.Task
         }
         return !Log.HasLoggedErrors;
     }
+
+    /// <summary>Windows and macOS file systems ignore case by default: bin/release and bin/Release are one folder there.</summary>
+    private static StringComparer PathComparer => OperatingSystem.IsLinux() ? StringComparer.Ordinal : StringComparer.OrdinalIgnoreCase;
 
     private void DeleteTemporaries(string output)
     {

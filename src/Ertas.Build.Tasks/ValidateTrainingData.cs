@@ -21,6 +21,9 @@ public sealed class ValidateTrainingData : Microsoft.Build.Utilities.Task, ICanc
     /// <summary>The base model's tokenizer.model; when absent the length check is left to <c>ertas train</c>.</summary>
     public string TokenizerFile { get; set; } = "";
 
+    /// <summary>How many warnings the data gave (the SDK remembers only a pass without any, so they are not lost).</summary>
+    [Output] public int WarningCount { get; private set; }
+
     public void Cancel() => _cancel.Cancel();
 
     public override bool Execute()
@@ -35,7 +38,10 @@ public sealed class ValidateTrainingData : Microsoft.Build.Utilities.Task, ICanc
                 if (d.Severity == DiagnosticSeverity.Error)
                     Log.LogError(null, d.CodeText, null, d.File, d.Line, d.Column, 0, 0, d.Message);
                 else
+                {
                     Log.LogWarning(null, d.CodeText, null, d.File, d.Line, d.Column, 0, 0, d.Message);
+                    WarningCount++;
+                }
             }
             if (!report.HasErrors)
                 Log.LogMessage(MessageImportance.Normal, $"ertas: {report.Examples.Count} examples in {DataFiles.Length} file(s) are valid");

@@ -81,6 +81,10 @@ public sealed class ErtasSpecTests
         Assert.Empty(Parse(new() { ["ErtasDevice"] = "cuda", ["ErtasTorchRuntime"] = "cuda" }).Problems);
         var (_, cuda) = Parse(new() { ["ErtasDevice"] = "CUDA", ["ErtasTorchRuntime"] = "cpu" });
         Assert.Contains("needs the CUDA build of libtorch", Assert.Single(cuda, p => p.Name == "ErtasDevice").Message);
+        var (_, auto) = Parse(new() { ["ErtasDevice"] = "auto", ["ErtasTorchRuntime"] = "cuda" });
+        Assert.Contains("would key GPU and CPU builds alike", Assert.Single(auto, p => p.Name == "ErtasDevice").Message);
+        // With CPU libtorch, auto can only mean cpu: switching between them retrains nothing.
+        Assert.Equal(Parse(new() { ["ErtasDevice"] = "auto" }).Spec!.TrainingSettings(), Parse(new() { ["ErtasDevice"] = "cpu" }).Spec!.TrainingSettings());
 
         var problems = new List<SpecProblem>();
         var values = new Dictionary<string, string>(Defaults) { ["EvalFraction"] = "0.2" };
