@@ -43,6 +43,7 @@ public enum ErrorCode
     InvalidConversation = 3011,
     ChatFileInvalidJson = 3012,
     ChatFileMissingField = 3013,
+    TemplateTokenizerMismatch = 3014,
 
     // 4xxx: GGUF
     GgufBadMagic = 4001,

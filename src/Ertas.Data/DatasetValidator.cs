@@ -66,6 +66,7 @@ public static class DatasetValidator
         if (tokenizer is not null)
         {
             var template = ChatTemplates.Get(options.TemplateName);
+            template.EnsureFits(tokenizer);
             encoded = new List<EncodedExample>(examples.Count);
             var kept = new List<DatasetExample>(examples.Count);
             foreach (var example in examples)

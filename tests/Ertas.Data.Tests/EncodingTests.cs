@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Ertas.Core;
 using Ertas.Mistral.Templates;
 using Ertas.Mistral.Tokenization;
 
@@ -93,5 +94,24 @@ public sealed class EncodingTests
         Assert.True(ids.Length < reference.Length);
         Assert.Equal(reference[..ids.Length], ids);
         Assert.Equal(tokenizer.EosId, ids[^1]);
+    }
+
+    [Fact]
+    public void AV3Tokenizer_WithInstAsControlTokens_IsRefusedByTheV1Template_BeforeAnyExampleIsEncoded()
+    {
+        // Mistral's v3 tokenizer layout: [INST] and [/INST] are control ids 3 and 4, right after <unk>, <s>, </s>.
+        var tiny = TestData.TinyTokenizer.Model;
+        var pieces = Enumerable.Range(0, tiny.Count).Select(i => new SentencePiece(tiny.Pieces[i], tiny.Scores[i], tiny.Types[i])).ToList();
+        pieces.InsertRange(3, [new SentencePiece("[INST]", 0, SentencePieceType.Control), new SentencePiece("[/INST]", 0, SentencePieceType.Control)]);
+        var v3Like = MistralTokenizer.FromModel(new SentencePieceModel(pieces, tiny.Trainer!, tiny.Normalizer!));
+        using var scratch = new ScratchFolder();
+        var path = scratch.WriteLines("train.jsonl", [TestData.ChatLine(("user", "Hi?"), ("assistant", "Hello."))]);
+
+        var error = Assert.Throws<ErtasException>(() => DatasetValidator.Validate([path], v3Like, TestData.Options()));
+        Assert.Equal(ErrorCode.TemplateTokenizerMismatch, error.Code);
+        Assert.Contains("'[INST]' as a control token (id 3)", error.Message);
+
+        // The v1 layout (the built-in vocabulary, like Mistral 7B v0.1/v0.2) fits.
+        Assert.Single(DatasetValidator.Validate([path], TestData.TinyTokenizer, TestData.Options()).Encoded!);
     }
 }

@@ -12,4 +12,10 @@ public interface IChatTemplate
     /// with a user turn, so the ids end where the model's answer starts.
     /// </summary>
     TemplatedIds Encode(MistralTokenizer tokenizer, IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = false);
+
+    /// <summary>
+    /// Throws ERTAS3014 when <paramref name="tokenizer"/> belongs to a model this template does not fit, so that a
+    /// fine-tune never learns a prompt format its base was not trained on.
+    /// </summary>
+    void EnsureFits(MistralTokenizer tokenizer);
 }

@@ -13,6 +13,24 @@ public sealed class MistralV1ChatTemplate : IChatTemplate
 {
     public string Name => ChatTemplates.MistralV1Name;
 
+    /// <summary>
+    /// Mistral's v3 tokenizer (Mistral-7B-Instruct-v0.3 and later) has <c>[INST]</c> and <c>[/INST]</c> as control
+    /// tokens; its models were trained on those ids, while this template writes the words as text.
+    /// </summary>
+    public void EnsureFits(MistralTokenizer tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        var model = tokenizer.Model;
+        for (var id = 0; id < model.Count; id++)
+        {
+            if (model.Types[id] == SentencePieceType.Control && model.Pieces[id] is "[INST]" or "[/INST]")
+                throw new ErtasException(ErrorCode.TemplateTokenizerMismatch,
+                    $"this tokenizer has '{model.Pieces[id]}' as a control token (id {id}): it is Mistral's v3 tokenizer (e.g. Mistral-7B-Instruct-v0.3), "
+                    + $"whose models expect that id, but the {Name} template writes [INST] as text; use a base with the v1 tokenizer "
+                    + "(Mistral-7B v0.1 or v0.2, 32000 pieces), since v3 templates are not supported yet", tokenizer.Source);
+        }
+    }
+
     public TemplatedIds Encode(MistralTokenizer tokenizer, IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = false)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);

@@ -11,13 +11,17 @@ public sealed class MistralTokenizer
 {
     private readonly LlamaTokenizer _tokenizer;
 
-    private MistralTokenizer(SentencePieceModel model, LlamaTokenizer tokenizer)
+    private MistralTokenizer(SentencePieceModel model, LlamaTokenizer tokenizer, string source)
     {
         Model = model;
         _tokenizer = tokenizer;
+        Source = source;
     }
 
     public SentencePieceModel Model { get; }
+
+    /// <summary>The file it was loaded from (errors about the tokenizer point there), or a description.</summary>
+    public string Source { get; }
     public int VocabSize => Model.Count;
     public int BosId => Model.BosId;
     public int EosId => Model.EosId;
@@ -55,7 +59,7 @@ public sealed class MistralTokenizer
             throw new ErtasException(ErrorCode.TokenizerCorrupt,
                 $"'{source}' could not be loaded as a sentencepiece BPE model: {e.Message}", source, inner: e);
         }
-        return new MistralTokenizer(model, tokenizer);
+        return new MistralTokenizer(model, tokenizer, source);
     }
 
     private static void CheckSpecialId(SentencePieceModel model, int id, string name, string source)
