@@ -15,7 +15,7 @@ public sealed class CheckErtasProject : Microsoft.Build.Utilities.Task
         "BaseModel", "ChatTemplate", "SequenceLength", "LoraRank", "LoraAlpha", "LoraDropout", "LoraTargetModules", "LearningRate",
         "LrScheduler", "WarmupSteps", "WarmupRatio", "Epochs", "MaxSteps", "BatchSize", "GradientAccumulation", "Seed", "ComputeType",
         "ErtasDevice", "EvalFraction", "ModelName", "ModelVersion", "ErtasAdapterGguf", "ErtasMergeType", "ErtasModelfileQuantization",
-        "ErtasTinyBaseSeed", "ErtasTorchRuntime",
+        "ErtasTinyBaseSeed", "ErtasTorchRuntime", "ErtasCheckpointEvery",
     ];
 
     [Required] public string ProjectFile { get; set; } = "";

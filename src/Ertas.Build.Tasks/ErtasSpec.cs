@@ -42,7 +42,8 @@ public sealed record ErtasSpec(
     string MergeType,
     string ModelfileQuantization,
     ulong TinyBaseSeed,
-    string TorchRuntime)
+    string TorchRuntime,
+    int CheckpointEvery)
 {
     /// <summary>Types the merged model (the source of every quantization) may have.</summary>
     public static readonly IReadOnlyList<string> MergeTypes = ["F16", "BF16", "F32"];
@@ -92,6 +93,7 @@ public sealed record ErtasSpec(
         new("Quantizations", string.Join(';', Quantizations)),
         new("ErtasAdapterGguf", AdapterGguf ? "true" : "false"),
         new("ErtasModelfileQuantization", ModelfileQuantization),
+        new("ErtasCheckpointEvery", Invariant(CheckpointEvery)),
     ];
 
     /// <summary><c>ertas train</c> flags for everything but --model, --data and --out.</summary>
@@ -108,6 +110,9 @@ public sealed record ErtasSpec(
         };
         if (MaxSteps is { } maxSteps)
             args.AddRange(["--max-steps", Invariant(maxSteps)]);
+        // Checkpoints do not change the adapter (a resumed run gives the same bytes), so they are not in the train key.
+        if (CheckpointEvery > 0)
+            args.AddRange(["--checkpoint-every", Invariant(CheckpointEvery), "--resume", "auto"]);
         return args;
     }
 
@@ -170,6 +175,7 @@ public sealed record ErtasSpec(
         var adapterGguf = reader.Bool("ErtasAdapterGguf");
         var mergeType = reader.OneOf("ErtasMergeType", MergeTypes);
         var tinyBaseSeed = reader.Seed("ErtasTinyBaseSeed");
+        var checkpointEvery = reader.Int("ErtasCheckpointEvery", 0, int.MaxValue);
 
         if (items.TrainingData.Count == 0)
             problems.Add(new("TrainingData", "no TrainingData item: add the JSONL datasets to train on, e.g. <TrainingData Include=\"data/*.jsonl\" />", IsItem: true));
@@ -203,7 +209,7 @@ public sealed record ErtasSpec(
             return null;
         return new ErtasSpec(baseModel, template, sequenceLength, rank, alpha, dropout, targets, lr, scheduler, warmupSteps, warmupRatio,
             epochs, maxSteps, batch, accumulation, seed, compute, device, evalFraction, name, version, quantizations, adapterGguf,
-            mergeType, modelfileQuantization, tinyBaseSeed, torchRuntime);
+            mergeType, modelfileQuantization, tinyBaseSeed, torchRuntime, checkpointEvery);
     }
 
     private sealed class SettingReader(Func<string, string> property, List<SpecProblem> problems)

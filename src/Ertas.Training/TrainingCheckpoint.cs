@@ -13,6 +13,9 @@ public sealed record CheckpointPolicy
 {
     public const string Latest = "latest";
 
+    /// <summary>For the CLI and the SDK: <see cref="Latest"/> when the run has a complete checkpoint, else a fresh start.</summary>
+    public const string Auto = "auto";
+
     /// <summary>Checkpoint every N optimizer steps; 0 turns checkpoints off.</summary>
     public int Every { get; init; }
 

@@ -129,7 +129,8 @@ public sealed class TrainingConfigFile
             case ConfigValueKind.PathOrLatest:
                 if (token != JsonTokenType.String) throw error(offset, Expected("a path string or \"latest\""));
                 var text = reader.GetString()!;
-                return [text.Equals(CheckpointPolicy.Latest, StringComparison.OrdinalIgnoreCase) ? text : Resolve(folder, text)];
+                return [text.Equals(CheckpointPolicy.Latest, StringComparison.OrdinalIgnoreCase) || text.Equals(CheckpointPolicy.Auto, StringComparison.OrdinalIgnoreCase)
+                    ? text : Resolve(folder, text)];
             case ConfigValueKind.TextList:
             case ConfigValueKind.PathList:
                 var isPath = kind == ConfigValueKind.PathList;

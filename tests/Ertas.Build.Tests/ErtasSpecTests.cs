@@ -12,7 +12,7 @@ public sealed class ErtasSpecTests
         ["MaxSteps"] = "", ["BatchSize"] = "1", ["GradientAccumulation"] = "1", ["Seed"] = "42", ["ComputeType"] = "f32",
         ["ErtasDevice"] = "auto", ["EvalFraction"] = "0", ["ModelName"] = "My.Model", ["ModelVersion"] = "1.0.0",
         ["ErtasAdapterGguf"] = "true", ["ErtasMergeType"] = "F16", ["ErtasModelfileQuantization"] = "", ["ErtasTinyBaseSeed"] = "1",
-        ["ErtasTorchRuntime"] = "cpu",
+        ["ErtasTorchRuntime"] = "cpu", ["ErtasCheckpointEvery"] = "0",
     };
 
     private static (ErtasSpec? Spec, List<SpecProblem> Problems) Parse(Dictionary<string, string>? overrides = null, params string[] quantizations)

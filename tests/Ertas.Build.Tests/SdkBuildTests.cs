@@ -303,6 +303,40 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
     }
 
     [Fact]
+    public void AnInterruptedTraining_WithCheckpoints_ResumesOnTheNextBuild_AndGivesTheUninterruptedModel()
+    {
+        string NewResumableProject()
+        {
+            var created = sdk.NewProject("Resumable", "--quantizations Q8_0");
+            EditProject(created, "Resumable", p => p.Replace("<Epochs>3</Epochs>", "<MaxSteps>60</MaxSteps>\n    <ErtasCheckpointEvery>5</ErtasCheckpointEvery>"));
+            return created;
+        }
+        var uninterrupted = NewResumableProject();
+        sdk.Dotnet(uninterrupted, "build").EnsureSuccess();
+
+        var project = NewResumableProject();
+        var checkpoints = Path.Combine(project, "obj", "ertas", "adapter", "checkpoints");
+        using (var build = sdk.StartDotnet(project, "build"))
+        {
+            Assert.True(build.WaitForOutput(_ => Directory.Exists(checkpoints)
+                && Directory.EnumerateFiles(checkpoints, "checkpoint.json", SearchOption.AllDirectories).Any(), TimeSpan.FromMinutes(5)),
+                "no checkpoint was written:\n" + build.OutputSoFar);
+            Assert.Equal(0, SendSignal(build.Id, Sigint));
+            var interrupted = build.WaitForExit(TimeSpan.FromSeconds(60));
+            Assert.NotEqual(0, interrupted.ExitCode);
+            Assert.DoesNotMatch(@"step 60/60 loss", interrupted.Output);
+        }
+
+        var resumed = sdk.Dotnet(project, "build").EnsureSuccess();
+        Assert.Matches(@"train: resumed from step \d+ of 60", resumed.Output);
+        Assert.Equal(["train", "merge", "quantize Q8_0", "adapter-gguf"], resumed.Stages);
+        Assert.False(Directory.Exists(checkpoints), "a finished training keeps no checkpoints");
+        foreach (var file in new[] { "Resumable-1.0.0.Q8_0.gguf", "Resumable-1.0.0.lora.gguf" })
+            Assert.True(File.ReadAllBytes(Output(uninterrupted, file)).AsSpan().SequenceEqual(File.ReadAllBytes(Output(project, file))),
+                file + " differs from the uninterrupted build's");
+    }
+
+    [Fact]
     public void TheTorchRuntimePackage_IsTheCpuBuild_UnlessTheProjectTrainsOnCuda()
     {
         var project = sdk.NewProject("Runtimes", "--quantizations Q8_0");

@@ -126,6 +126,9 @@ public sealed class TrainConfigTests(TrainingFixture fixture)
         Assert.Equal(1, file.Find("data")!.Line);
         Assert.Equal(2, file.Find("data")!.Column);
 
+        var auto = TrainingConfigFile.Read(WriteConfig("""{"resume": "auto"}"""), new Dictionary<string, ConfigValueKind> { ["resume"] = ConfigValueKind.PathOrLatest });
+        Assert.Equal(["auto"], auto.Find("resume")!.Values); // a keyword, not a path beside the file
+
         var missing = Assert.Throws<ErtasException>(() => TrainingConfigFile.Read(Path.Combine(folder, "none.json"), new Dictionary<string, ConfigValueKind>()));
         Assert.Equal(ErrorCode.FileNotFound, missing.Code);
     }

@@ -50,7 +50,7 @@ public sealed class TrainCommand : ICommand
         new("--device", "auto (default: cuda when available, else cpu), cpu or cuda (an error when no CUDA device is available).", "DEVICE"),
         new("--checkpoint-every", "Write OUT/checkpoints/step-N (adapter, optimizer, RNG and data position) every N optimizer steps (default 0: off).", "N"),
         new("--keep-checkpoints", "How many of the newest checkpoints to keep (default 2).", "K"),
-        new("--resume", "Continue from a checkpoint: a step folder, or 'latest' for the newest complete one under OUT/checkpoints. The settings and data must match the checkpoint's; the adapter comes out identical to an uninterrupted run's.", "DIR|latest"),
+        new("--resume", "Continue from a checkpoint: a step folder, 'latest' for the newest complete one under OUT/checkpoints, or 'auto' (latest when there is one, else start afresh). The settings and data must match the checkpoint's; the adapter comes out identical to an uninterrupted run's.", "DIR|latest|auto"),
     ];
 
     /// <summary>What each option takes in a --config file (keys are the names without dashes).</summary>
@@ -99,7 +99,7 @@ public sealed class TrainCommand : ICommand
             {
                 Every = args.GetInt("--checkpoint-every", 0, min: 0),
                 Keep = args.GetInt("--keep-checkpoints", 2, min: 1),
-                Resume = args.Get("--resume"),
+                Resume = ResumeFrom(args.Get("--resume"), output),
             };
         }
         catch (ErtasException e) when (config is not null && ConfigEntryBehind(e, commandLine, config) is { } entry)
@@ -153,6 +153,13 @@ public sealed class TrainCommand : ICommand
             ? config.Entries.FirstOrDefault(e => !commandLine.Has("--" + e.Key) &&
                 System.Text.RegularExpressions.Regex.IsMatch(error.Message, $@"--{System.Text.RegularExpressions.Regex.Escape(e.Key)}\b"))
             : null;
+
+    /// <summary>"auto" resumes from the newest complete checkpoint under OUT/checkpoints when there is one, and starts
+    /// afresh otherwise (what a build that may have been interrupted wants); anything else is as given.</summary>
+    private static string? ResumeFrom(string? resume, string output) =>
+        string.Equals(resume, CheckpointPolicy.Auto, StringComparison.OrdinalIgnoreCase)
+            ? TrainingCheckpoint.FindLatest(Path.Combine(output, Trainer.CheckpointsFolder))
+            : resume;
 
     private static string TemplateName(ParsedArgs args)
     {
