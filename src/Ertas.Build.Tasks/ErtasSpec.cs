@@ -154,9 +154,13 @@ public sealed record ErtasSpec(
         var batch = reader.Int("BatchSize", 1, 65_536);
         var accumulation = reader.Int("GradientAccumulation", 1, 65_536);
         var seed = reader.Seed("Seed");
-        var compute = reader.OneOf("ComputeType", ["f32", "bf16"]);
+        var compute = reader.OneOf("ComputeType", ["auto", "f32", "bf16"]);
         var device = reader.OneOf("ErtasDevice", ["auto", "cpu", "cuda"]);
         var torchRuntime = reader.OneOf("ErtasTorchRuntime", ["cpu", "cuda"]);
+        // auto: bf16 on a GPU (QLoRA practice), f32 on the CPU (few CPUs multiply bf16 fast). Resolved here, so the
+        // train key and the lock hold what training will use.
+        if (compute == "auto")
+            compute = device == "cuda" ? "bf16" : "f32";
         if (device == "cuda" && torchRuntime == "cpu" && problems.All(p => p.Name != "ErtasDevice"))
             problems.Add(new("ErtasDevice", "ErtasDevice 'cuda' needs the CUDA build of libtorch, but ErtasTorchRuntime is 'cpu': remove ErtasTorchRuntime (cuda is then chosen) or set it to cuda"));
         // With CUDA libtorch, "auto" would train on a GPU on one machine and on the CPU on another under one key.

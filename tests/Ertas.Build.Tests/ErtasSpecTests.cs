@@ -78,7 +78,10 @@ public sealed class ErtasSpecTests
     [Fact]
     public void CudaDevice_WithTheCpuTorchRuntime_IsAnError_AndEvalDataWithEvalFraction_IsAnError()
     {
-        Assert.Empty(Parse(new() { ["ErtasDevice"] = "cuda", ["ErtasTorchRuntime"] = "cuda" }).Problems);
+        var onGpu = Parse(new() { ["ErtasDevice"] = "cuda", ["ErtasTorchRuntime"] = "cuda", ["ComputeType"] = "auto" });
+        Assert.Empty(onGpu.Problems);
+        Assert.Equal("bf16", onGpu.Spec!.ComputeType); // auto compute: bf16 on a GPU, f32 on the CPU
+        Assert.Equal("f32", Parse(new() { ["ComputeType"] = "AUTO" }).Spec!.ComputeType);
         var (_, cuda) = Parse(new() { ["ErtasDevice"] = "CUDA", ["ErtasTorchRuntime"] = "cpu" });
         Assert.Contains("needs the CUDA build of libtorch", Assert.Single(cuda, p => p.Name == "ErtasDevice").Message);
         var (_, auto) = Parse(new() { ["ErtasDevice"] = "auto", ["ErtasTorchRuntime"] = "cuda" });
