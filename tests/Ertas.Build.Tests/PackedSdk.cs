@@ -187,6 +187,8 @@ public sealed class RunningProcess : IDisposable
 
     public int Id => _process.Id;
 
+    public bool HasExited => _process.HasExited;
+
     public string OutputSoFar { get { lock (_output) return _output.ToString(); } }
 
     private void Append(string? line)

@@ -286,6 +286,7 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
         var trainers = EngineProcesses(engine, "train");
         Assert.NotEmpty(trainers);
 
+        Assert.False(build.HasExited, "the build ended before it could be interrupted:\n" + build.OutputSoFar); // never signal a reused pid
         Assert.Equal(0, SendSignal(build.Id, Sigint)); // what the terminal sends on Ctrl+C
         var result = build.WaitForExit(TimeSpan.FromSeconds(60));
         Assert.NotEqual(0, result.ExitCode);
@@ -321,6 +322,7 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
             Assert.True(build.WaitForOutput(_ => Directory.Exists(checkpoints)
                 && Directory.EnumerateFiles(checkpoints, "checkpoint.json", SearchOption.AllDirectories).Any(), TimeSpan.FromMinutes(5)),
                 "no checkpoint was written:\n" + build.OutputSoFar);
+            Assert.False(build.HasExited, "the build ended before it could be interrupted:\n" + build.OutputSoFar); // never signal a reused pid
             Assert.Equal(0, SendSignal(build.Id, Sigint));
             var interrupted = build.WaitForExit(TimeSpan.FromSeconds(60));
             Assert.NotEqual(0, interrupted.ExitCode);
