@@ -51,8 +51,6 @@ public sealed class CheckErtasProject : Microsoft.Build.Utilities.Task
     /// <summary>Normalized quantization names, in the project's order.</summary>
     [Output] public ITaskItem[] NormalizedQuantizations { get; private set; } = [];
 
-    /// <summary>The first Quantization (the Modelfile's default).</summary>
-    [Output] public string FirstQuantization { get; private set; } = "";
 
     /// <summary>Every training setting, normalized: ItemSpec = name, metadata Value.</summary>
     [Output] public ITaskItem[] TrainingSettings { get; private set; } = [];
@@ -88,7 +86,6 @@ public sealed class CheckErtasProject : Microsoft.Build.Utilities.Task
         BaseModel = spec.BaseModel;
         UsesTinyBase = spec.BaseModel == "tiny";
         NormalizedQuantizations = spec.Quantizations.Select(q => (ITaskItem)new TaskItem(q)).ToArray();
-        FirstQuantization = spec.Quantizations[0];
         ChatTemplate = spec.ChatTemplate;
         MergeType = spec.MergeType;
         ModelfileQuantization = spec.ModelfileQuantization;

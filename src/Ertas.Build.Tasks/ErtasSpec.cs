@@ -125,7 +125,6 @@ public sealed record ErtasSpec(
     /// </summary>
     public static ErtasSpec? Parse(Func<string, string> property, ErtasItems items, string projectDirectory, List<SpecProblem> problems)
     {
-        var quantizationItems = items.Quantizations;
         var reader = new SettingReader(property, problems);
         var baseModel = reader.Text("BaseModel");
         if (baseModel.Length == 0)
@@ -187,7 +186,7 @@ public sealed record ErtasSpec(
             problems.Add(new("EvalFraction", "EvalData and EvalFraction both choose the eval examples: keep EvalData and remove EvalFraction, or the other way round"));
 
         var quantizations = new List<string>();
-        foreach (var item in quantizationItems)
+        foreach (var item in items.Quantizations)
         {
             if (!QuantizationMixes.TryParse(item, out var mix))
                 problems.Add(new("Quantization", $"unknown Quantization '{item}'; valid types: {QuantizationMixes.ValidNames}", IsItem: true, item));
@@ -196,7 +195,7 @@ public sealed record ErtasSpec(
             else
                 quantizations.Add(mix.Name);
         }
-        if (quantizationItems.Count == 0)
+        if (items.Quantizations.Count == 0)
             problems.Add(new("Quantization", "no Quantization item: add at least one, e.g. <Quantization Include=\"Q4_K_M\" />", IsItem: true));
 
         var modelfileQuantization = quantizations.Count > 0 ? quantizations[0] : "";

@@ -11,7 +11,7 @@ namespace Ertas.Build.Tasks;
 /// Only listed names are touched, so other projects' files in a shared output folder survive. With
 /// <see cref="Clean"/> every listed output goes, and the list with it.
 /// </summary>
-public sealed class RemoveErtasOutputs : Microsoft.Build.Utilities.Task
+public sealed class RemoveErtasOutputs : ErtasTask
 {
     [Required] public string ListFile { get; set; } = "";
     [Required] public string ProjectDirectory { get; set; } = "";
@@ -21,51 +21,32 @@ public sealed class RemoveErtasOutputs : Microsoft.Build.Utilities.Task
 
     public bool Clean { get; set; }
 
-    public override bool Execute()
+    protected override void Run(CancellationToken cancellationToken)
     {
-        try
+        var listed = File.Exists(ListFile)
+            ? File.ReadAllLines(ListFile).Where(l => l.Length > 0).Select(l => Path.GetFullPath(l, ProjectDirectory)).ToList()
+            : [];
+        var current = CurrentOutputs.Select(o => o.GetMetadata("FullPath")).ToList();
+        var keep = Clean ? [] : current.ToHashSet(PathComparer);
+        foreach (var path in listed.Concat(current).Distinct(PathComparer))
         {
-            var listed = File.Exists(ListFile)
-                ? File.ReadAllLines(ListFile).Where(l => l.Length > 0).Select(l => Path.GetFullPath(l, ProjectDirectory)).ToList()
-                : [];
-            var current = CurrentOutputs.Select(o => o.GetMetadata("FullPath")).ToList();
-            var keep = Clean ? [] : current.ToHashSet(PathComparer);
-            foreach (var path in listed.Concat(current).Distinct(PathComparer))
-            {
-                if (!keep.Contains(path)) Delete(path);
-                DeleteTemporaries(path);
-            }
-            if (Clean)
-            {
-                if (File.Exists(ListFile)) File.Delete(ListFile);
-            }
-            else
-            {
-                var text = string.Concat(current.Select(p => Path.GetRelativePath(ProjectDirectory, p).Replace('\\', '/') + "\n"));
-                if (!File.Exists(ListFile) || File.ReadAllText(ListFile) != text)
-                {
-                    Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(ListFile))!);
-                    AtomicFile.WriteAllText(ListFile, text);
-                }
-            }
+            if (!keep.Contains(path)) Delete(path);
+            foreach (var temporary in AtomicFile.LeftoverTemporaries(path))
+                Delete(temporary);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        if (Clean)
         {
-            Log.LogError(null, $"ERTAS{(int)ErrorCode.BuildFileAccessFailed:D4}", null, ListFile, 0, 0, 0, 0, e.Message);
+            if (File.Exists(ListFile)) File.Delete(ListFile);
         }
-        return !Log.HasLoggedErrors;
+        else
+        {
+            AtomicFile.WriteAllTextIfChanged(ListFile,
+                string.Concat(current.Select(p => Path.GetRelativePath(ProjectDirectory, p).Replace('\\', '/') + "\n")));
+        }
     }
 
     /// <summary>Windows and macOS file systems ignore case by default: bin/release and bin/Release are one folder there.</summary>
     private static StringComparer PathComparer => OperatingSystem.IsLinux() ? StringComparer.Ordinal : StringComparer.OrdinalIgnoreCase;
-
-    private void DeleteTemporaries(string output)
-    {
-        var directory = Path.GetDirectoryName(output);
-        if (directory is null || !Directory.Exists(directory)) return;
-        foreach (var temporary in Directory.EnumerateFiles(directory, $".{Path.GetFileName(output)}.*.tmp"))
-            Delete(temporary);
-    }
 
     private void Delete(string path)
     {

@@ -11,7 +11,7 @@ namespace Ertas.Build.Tasks;
 /// nothing time- or machine-dependent is recorded, so two clean builds give the same bytes. Rewritten only when its
 /// content changes.
 /// </summary>
-public sealed class WriteErtasLock : Microsoft.Build.Utilities.Task
+public sealed class WriteErtasLock : ErtasTask
 {
     [Required] public string LockFile { get; set; } = "";
     [Required] public string ProjectDirectory { get; set; } = "";
@@ -31,73 +31,56 @@ public sealed class WriteErtasLock : Microsoft.Build.Utilities.Task
     /// <summary>Output files with an optional Kind metadata (gguf, adapter-gguf, modelfile).</summary>
     public ITaskItem[] Outputs { get; set; } = [];
 
-    public override bool Execute()
+    protected override void Run(CancellationToken cancellationToken)
     {
-        try
+        var cache = FileHashCache.Open(HashCacheFile);
+        var lockDirectory = Path.GetDirectoryName(Path.GetFullPath(LockFile))!;
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
         {
-            var cache = FileHashCache.Open(HashCacheFile);
-            var lockDirectory = Path.GetDirectoryName(Path.GetFullPath(LockFile))!;
-            using var buffer = new MemoryStream();
-            using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+            json.WriteStartObject();
+            json.WriteNumber("lockVersion", 1);
+            json.WriteString("model", ModelName);
+            json.WriteString("version", ModelVersion);
+            json.WriteString("engineVersion", EngineVersion);
+            json.WriteString("sdkVersion", SdkVersion);
+            var seed = Settings.FirstOrDefault(s => s.ItemSpec == "Seed")?.GetMetadata("Value") ?? "";
+            if (ulong.TryParse(seed, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var seedNumber))
+                json.WriteNumber("seed", seedNumber);
+            else
+                json.WriteString("seed", seed);
+            json.WriteString("trainKey", TrainKey);
+            json.WriteStartObject("settings");
+            foreach (var setting in Settings)
+                json.WriteString(setting.ItemSpec, setting.GetMetadata("Value"));
+            json.WriteEndObject();
+            json.WriteStartArray("inputs");
+            foreach (var input in Inputs)
             {
                 json.WriteStartObject();
-                json.WriteNumber("lockVersion", 1);
-                json.WriteString("model", ModelName);
-                json.WriteString("version", ModelVersion);
-                json.WriteString("engineVersion", EngineVersion);
-                json.WriteString("sdkVersion", SdkVersion);
-                var seed = Settings.FirstOrDefault(s => s.ItemSpec == "Seed")?.GetMetadata("Value") ?? "";
-                if (ulong.TryParse(seed, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var seedNumber))
-                    json.WriteNumber("seed", seedNumber);
-                else
-                    json.WriteString("seed", seed);
-                json.WriteString("trainKey", TrainKey);
-                json.WriteStartObject("settings");
-                foreach (var setting in Settings)
-                    json.WriteString(setting.ItemSpec, setting.GetMetadata("Value"));
-                json.WriteEndObject();
-                json.WriteStartArray("inputs");
-                foreach (var input in Inputs)
-                {
-                    json.WriteStartObject();
-                    json.WriteString("role", input.GetMetadata("Role"));
-                    json.WriteString("path", Relative(ProjectDirectory, input.GetMetadata("FullPath")));
-                    json.WriteString("sha256", input.GetMetadata("Sha256"));
-                    json.WriteEndObject();
-                }
-                json.WriteEndArray();
-                json.WriteStartArray("outputs");
-                foreach (var output in Outputs.OrderBy(o => Path.GetFileName(o.ItemSpec), StringComparer.Ordinal))
-                {
-                    var path = output.GetMetadata("FullPath");
-                    json.WriteStartObject();
-                    json.WriteString("kind", output.GetMetadata("Kind"));
-                    json.WriteString("path", Relative(lockDirectory, path));
-                    json.WriteNumber("bytes", new FileInfo(path).Length);
-                    json.WriteString("sha256", cache.Sha256(path));
-                    json.WriteEndObject();
-                }
-                json.WriteEndArray();
+                json.WriteString("role", input.GetMetadata("Role"));
+                json.WriteString("path", Relative(ProjectDirectory, input.GetMetadata("FullPath")));
+                json.WriteString("sha256", input.GetMetadata("Sha256"));
                 json.WriteEndObject();
             }
-            buffer.WriteByte((byte)'\n');
-            cache.Save();
-            var bytes = buffer.ToArray();
-            if (!File.Exists(LockFile) || !File.ReadAllBytes(LockFile).AsSpan().SequenceEqual(bytes))
+            json.WriteEndArray();
+            json.WriteStartArray("outputs");
+            foreach (var output in Outputs.OrderBy(o => Path.GetFileName(o.ItemSpec), StringComparer.Ordinal))
             {
-                Directory.CreateDirectory(lockDirectory);
-                AtomicFile.WriteAllBytes(LockFile, bytes);
+                var path = output.GetMetadata("FullPath");
+                json.WriteStartObject();
+                json.WriteString("kind", output.GetMetadata("Kind"));
+                json.WriteString("path", Relative(lockDirectory, path));
+                json.WriteNumber("bytes", new FileInfo(path).Length);
+                json.WriteString("sha256", cache.Sha256(path));
+                json.WriteEndObject();
             }
+            json.WriteEndArray();
+            json.WriteEndObject();
         }
-        catch (ErtasException e)
-        {
-            Log.LogError(null, e.CodeText, null, e.File ?? LockFile, e.Line, e.Column, 0, 0, e.Message);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            Log.LogError(null, $"ERTAS{(int)ErrorCode.BuildFileAccessFailed:D4}", null, BuildEngine.ProjectFileOfTaskNode, 0, 0, 0, 0, e.Message);
-        }
-        return !Log.HasLoggedErrors;
+        buffer.WriteByte((byte)'\n');
+        cache.Save();
+        AtomicFile.WriteIfChanged(LockFile, buffer.ToArray());
     }
 
     private static string Relative(string from, string path) => Path.GetRelativePath(from, path).Replace('\\', '/');

@@ -9,7 +9,7 @@ namespace Ertas.Build.Tasks;
 /// <c>PARAMETER stop "&lt;/s&gt;"</c> (without a stop, an imported model talks on forever; FACTS §6).
 /// Rewritten only when its content changes.
 /// </summary>
-public sealed class WriteModelfile : Microsoft.Build.Utilities.Task
+public sealed class WriteModelfile : ErtasTask
 {
     /// <summary>Ollama's mistral-instruct template.</summary>
     public const string MistralTemplate = "[INST] {{ if .System }}{{ .System }} {{ end }}{{ .Prompt }} [/INST]";
@@ -21,7 +21,7 @@ public sealed class WriteModelfile : Microsoft.Build.Utilities.Task
 
     public string Template { get; set; } = MistralTemplate;
 
-    public override bool Execute()
+    protected override void Run(CancellationToken cancellationToken)
     {
         var directory = Path.GetDirectoryName(Path.GetFullPath(Modelfile))!;
         var from = "./" + Path.GetRelativePath(directory, Path.GetFullPath(FromFile)).Replace('\\', '/');
@@ -31,18 +31,6 @@ public sealed class WriteModelfile : Microsoft.Build.Utilities.Task
             .Append("TEMPLATE \"\"\"").Append(Template).Append("\"\"\"\n")
             .Append("PARAMETER stop \"</s>\"\n")
             .ToString();
-        try
-        {
-            if (!File.Exists(Modelfile) || File.ReadAllText(Modelfile) != text)
-            {
-                Directory.CreateDirectory(directory);
-                AtomicFile.WriteAllText(Modelfile, text);
-            }
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            Log.LogError(null, $"ERTAS{(int)ErrorCode.BuildFileAccessFailed:D4}", null, BuildEngine.ProjectFileOfTaskNode, 0, 0, 0, 0, e.Message);
-        }
-        return !Log.HasLoggedErrors;
+        AtomicFile.WriteAllTextIfChanged(Modelfile, text);
     }
 }

@@ -65,8 +65,7 @@ public static class DatasetValidator
         List<EncodedExample>? encoded = null;
         if (tokenizer is not null)
         {
-            var template = ChatTemplates.Get(options.TemplateName);
-            template.EnsureFits(tokenizer);
+            var template = ChatTemplates.Get(options.TemplateName, tokenizer);
             encoded = new List<EncodedExample>(examples.Count);
             var kept = new List<DatasetExample>(examples.Count);
             foreach (var example in examples)

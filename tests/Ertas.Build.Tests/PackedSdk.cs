@@ -185,9 +185,6 @@ public sealed class RunningProcess : IDisposable
         _process.BeginErrorReadLine();
     }
 
-    public int Id => _process.Id;
-
-    public bool HasExited => _process.HasExited;
 
     public string OutputSoFar { get { lock (_output) return _output.ToString(); } }
 
@@ -208,6 +205,21 @@ public sealed class RunningProcess : IDisposable
         }
         return false;
     }
+
+    /// <summary>Sends SIGINT (what a terminal sends on Ctrl+C) and waits for the process to exit.</summary>
+    public ProcessResult Interrupt(TimeSpan timeout)
+    {
+        if (_process.HasExited) // never signal a pid the system may have reused
+            throw new InvalidOperationException($"'{_command}' ended before it could be interrupted:\n{OutputSoFar}");
+        if (SendSignal(_process.Id, Sigint) != 0)
+            throw new InvalidOperationException($"kill(SIGINT) failed with errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
+        return WaitForExit(timeout);
+    }
+
+    private const int Sigint = 2;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int SendSignal(int pid, int signal);
 
     public ProcessResult WaitForExit(TimeSpan timeout)
     {

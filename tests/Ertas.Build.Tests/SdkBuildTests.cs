@@ -286,9 +286,7 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
         var trainers = EngineProcesses(engine, "train");
         Assert.NotEmpty(trainers);
 
-        Assert.False(build.HasExited, "the build ended before it could be interrupted:\n" + build.OutputSoFar); // never signal a reused pid
-        Assert.Equal(0, SendSignal(build.Id, Sigint)); // what the terminal sends on Ctrl+C
-        var result = build.WaitForExit(TimeSpan.FromSeconds(60));
+        var result = build.Interrupt(TimeSpan.FromSeconds(60));
         Assert.NotEqual(0, result.ExitCode);
         // The task kills the engine's whole tree; give init a moment to reap it.
         for (var i = 0; i < 50 && EngineProcesses(engine, "").Count > 0; i++)
@@ -322,9 +320,7 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
             Assert.True(build.WaitForOutput(_ => Directory.Exists(checkpoints)
                 && Directory.EnumerateFiles(checkpoints, "checkpoint.json", SearchOption.AllDirectories).Any(), TimeSpan.FromMinutes(5)),
                 "no checkpoint was written:\n" + build.OutputSoFar);
-            Assert.False(build.HasExited, "the build ended before it could be interrupted:\n" + build.OutputSoFar); // never signal a reused pid
-            Assert.Equal(0, SendSignal(build.Id, Sigint));
-            var interrupted = build.WaitForExit(TimeSpan.FromSeconds(60));
+            var interrupted = build.Interrupt(TimeSpan.FromSeconds(60));
             Assert.NotEqual(0, interrupted.ExitCode);
             Assert.DoesNotMatch(@"step 60/60 loss", interrupted.Output);
         }
@@ -357,11 +353,6 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
         Assert.Equal($"libtorch-cuda-12.8-{rid}/2.10.0", Runtime("-p:ErtasDevice=cuda"));
         Assert.Equal($"libtorch-cuda-12.8-{rid}/2.10.0", Runtime("-p:ErtasTorchRuntime=cuda"));
     }
-
-    private const int Sigint = 2;
-
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static extern int SendSignal(int pid, int signal);
 
     /// <summary>Live processes running this project's engine (<c>dotnet .../ertas.dll VERB ...</c>), from /proc.</summary>
     private static List<int> EngineProcesses(string engineDll, string verb)

@@ -53,15 +53,10 @@ public sealed class GenerateCommand : ICommand
         var clock = Stopwatch.StartNew();
         using var loaded = LoadedModel.Open(modelPath, options);
         var loadSeconds = clock.Elapsed.TotalSeconds;
-        int[] prompt;
-        if (args.Has("--chat"))
-        {
-            var template = ChatTemplates.Get(ChatTemplates.MistralV1Name);
-            template.EnsureFits(loaded.Tokenizer);
-            prompt = template.Encode(loaded.Tokenizer, [new ChatMessage(ChatMessage.User, args.Require("--prompt"))], addGenerationPrompt: true).Ids;
-        }
-        else
-            prompt = loaded.Tokenizer.Encode(args.Require("--prompt"), addBos: true).ToArray();
+        var prompt = args.Has("--chat")
+            ? ChatTemplates.Get(ChatTemplates.MistralV1Name, loaded.Tokenizer)
+                .Encode(loaded.Tokenizer, [new ChatMessage(ChatMessage.User, args.Require("--prompt"))], addGenerationPrompt: true).Ids
+            : loaded.Tokenizer.Encode(args.Require("--prompt"), addBos: true).ToArray();
         if (prompt.Length + maxTokens > loaded.Config.MaxPositionEmbeddings)
             throw new ErtasException(ErrorCode.InvalidArgument,
                 $"prompt ({prompt.Length} tokens) plus --max-tokens {maxTokens} exceeds the model's context of {loaded.Config.MaxPositionEmbeddings}");

@@ -32,8 +32,7 @@ public sealed class TokenizeCommand : ICommand
         {
             if (args.Has("--no-bos"))
                 throw new ErtasException(ErrorCode.InvalidArgument, "--no-bos applies to --text; a chat template decides its own BOS");
-            var template = ChatTemplates.Get(args.Get("--template") ?? ChatTemplates.MistralV1Name);
-            template.EnsureFits(tokenizer);
+            var template = ChatTemplates.Get(args.Get("--template") ?? ChatTemplates.MistralV1Name, tokenizer);
             ids = template.Encode(tokenizer, ChatFile.Load(chat)).Ids;
         }
         else

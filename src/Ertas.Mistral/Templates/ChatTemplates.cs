@@ -1,4 +1,5 @@
 using Ertas.Core;
+using Ertas.Mistral.Tokenization;
 
 namespace Ertas.Mistral.Templates;
 
@@ -21,6 +22,15 @@ public static class ChatTemplates
     public const string MistralV1Stop = "</s>";
 
     public static IReadOnlyList<string> Names { get; } = [MistralV1Name];
+
+    /// <summary>The template <paramref name="name"/>, checked against the tokenizer it will encode with (ERTAS3014
+    /// when the tokenizer belongs to models trained on another format).</summary>
+    public static IChatTemplate Get(string name, MistralTokenizer tokenizer)
+    {
+        var template = Get(name);
+        template.EnsureFits(tokenizer);
+        return template;
+    }
 
     public static IChatTemplate Get(string name)
     {
