@@ -17,6 +17,9 @@ public static class CliApp
         new TrainCommand(),
         new MergeCommand(),
         new AdapterExportCommand(),
+        new EvalCommand(),
+        new EvalAcceptCommand(),
+        new EvalCompareCommand(),
     ];
 
     public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, CancellationToken ct = default)

@@ -4,7 +4,7 @@ namespace Ertas.Core;
 /// Every diagnostic code in one place. Numbers are a public contract (users search and NoWarn them):
 /// never renumber, only add. Ranges: 1xxx command line and files, 2xxx checkpoints and config,
 /// 3xxx tokenizer and templates, 4xxx GGUF, 5xxx modeling, 6xxx datasets, 7xxx training and adapters,
-/// 8xxx the MSBuild SDK.
+/// 8xxx the MSBuild SDK, 9xxx evals (suites, scoring, snapshots and the gate).
 /// </summary>
 public enum ErrorCode
 {
@@ -96,4 +96,30 @@ public enum ErrorCode
     ProjectItemInvalid = 8002,
     BuildStageFailed = 8003,
     BuildFileAccessFailed = 8004,
+
+    // 9xxx: evals. 90xx a suite file (every problem reported at once, nothing scored), 91xx scoring,
+    // 92xx snapshots and the gate; warnings share this range.
+    EvalInvalidJson = 9001,
+    EvalInvalidUtf8 = 9002,
+    EvalMissingField = 9003,
+    EvalInvalidField = 9004,
+    EvalUnknownKey = 9005,
+    EvalUnknownAssert = 9006,
+    EvalInvalidAssert = 9007,
+    EvalDuplicateId = 9008,
+    EvalAnswerOutOfRange = 9009,
+    EvalCaseTooLong = 9010,
+    EvalNoCases = 9011,
+    EvalFileUnreadable = 9012,
+    EvalInvalidConversation = 9013,
+    EvalSuiteHasErrors = 9020,
+    EvalChoicesTied = 9101,
+    EvalModelUnusable = 9102,
+    EvalRegression = 9201,
+    EvalPassRateBelowFloor = 9202,
+    EvalRuleBroken = 9203,
+    EvalNoBaseline = 9204,
+    EvalDrift = 9205,
+    EvalSnapshotInvalid = 9206,
+    EvalInvalidRule = 9207,
 }

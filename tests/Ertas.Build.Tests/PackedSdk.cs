@@ -129,6 +129,9 @@ public sealed class PackedSdk : IDisposable
         foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("MSBUILD", StringComparison.OrdinalIgnoreCase)
                      || k.StartsWith("MSBuild", StringComparison.Ordinal) || k == "DOTNET_HOST_PATH" || k.StartsWith("VSTEST", StringComparison.Ordinal)).ToList())
             start.Environment.Remove(key);
+        // The user's builds run as on a developer's machine even when the tests run on CI (where a missing eval baseline
+        // is an error); tests that play CI pass -p:ContinuousIntegrationBuild=true.
+        start.Environment.Remove("CI");
         if (privatePackages) start.Environment["NUGET_PACKAGES"] = Packages;
         start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         start.Environment["DOTNET_NOLOGO"] = "1";
