@@ -73,3 +73,87 @@ internal static class JsonLineParser
         }
     }
 }
+
+/// <summary>
+/// The lines of a JSON Lines file, from raw bytes (a decoding reader would silently replace invalid UTF-8): LF or CRLF
+/// ends, a UTF-8 byte order mark on the first line dropped, 1-based numbers. Datasets and eval suites share it, so
+/// both count lines and columns alike.
+/// </summary>
+internal ref struct JsonLines
+{
+    private ReadOnlySpan<byte> _remaining;
+    private bool _done;
+
+    public JsonLines(ReadOnlySpan<byte> content)
+    {
+        _remaining = content;
+        _done = false;
+        Number = 0;
+        Current = default;
+    }
+
+    public int Number { get; private set; }
+    public ReadOnlySpan<byte> Current { get; private set; }
+
+    public readonly bool IsBlank
+    {
+        get
+        {
+            foreach (var b in Current)
+                if (b is not ((byte)' ' or (byte)'\t' or (byte)'\r'))
+                    return false;
+            return true;
+        }
+    }
+
+    public bool MoveNext()
+    {
+        if (_done)
+            return false;
+        Number++;
+        var newline = _remaining.IndexOf((byte)'\n');
+        var line = newline < 0 ? _remaining : _remaining[..newline];
+        if (line.Length > 0 && line[^1] == (byte)'\r')
+            line = line[..^1];
+        if (Number == 1 && line.StartsWith(System.Text.Encoding.UTF8.Preamble))
+            line = line[System.Text.Encoding.UTF8.Preamble.Length..];
+        Current = line;
+        if (newline < 0)
+            _done = true;
+        else
+            _remaining = _remaining[(newline + 1)..];
+        return true;
+    }
+
+    /// <summary>The byte offset of the first invalid UTF-8 sequence in <paramref name="line"/>, or -1.</summary>
+    public static int InvalidUtf8At(ReadOnlySpan<byte> line)
+    {
+        if (System.Text.Unicode.Utf8.IsValid(line))
+            return -1;
+        System.Text.Unicode.Utf8.ToUtf16(line, new char[line.Length], out var valid, out _, replaceInvalidSequences: false);
+        return valid;
+    }
+
+    /// <summary>1-based column in characters (code points) of a byte offset: editors count characters, not bytes.</summary>
+    public static int CharacterColumn(ReadOnlySpan<byte> line, int byteOffset)
+    {
+        var prefix = line[..Math.Clamp(byteOffset, 0, line.Length)];
+        var continuationBytes = 0;
+        foreach (var b in prefix)
+            if ((b & 0xC0) == 0x80)
+                continuationBytes++;
+        return prefix.Length - continuationBytes + 1;
+    }
+
+    /// <summary>The JSON reader's message ends with a position relative to the line; ours is absolute, so drop it.</summary>
+    public static string TrimReaderPosition(string message)
+    {
+        foreach (var marker in new[] { " Path:", " LineNumber:" })
+        {
+            var at = message.IndexOf(marker, StringComparison.Ordinal);
+            if (at > 0)
+                message = message[..at];
+        }
+        return message.TrimEnd(' ', '|', '.');
+    }
+}

@@ -38,28 +38,19 @@ internal sealed class JsonlDatasetReader
         DatasetFormat? fileFormat = requested == DatasetFormat.Auto ? null : requested;
         var detectedOnLine = 0;
         var nonBlankLines = 0;
-        var remaining = content;
-        for (_lineNumber = 1; ; _lineNumber++)
+        var lines = new JsonLines(content);
+        while (lines.MoveNext())
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var newline = remaining.IndexOf((byte)'\n');
-            var line = newline < 0 ? remaining : remaining[..newline];
-            if (line.Length > 0 && line[^1] == (byte)'\r')
-                line = line[..^1];
-            if (_lineNumber == 1 && line.StartsWith(Encoding.UTF8.Preamble))
-                line = line[Encoding.UTF8.Preamble.Length..];
-
-            if (!IsBlank(line))
-            {
-                nonBlankLines++;
-                _currentLine = line.ToArray();
-                var example = ReadLine(line, requested, ref fileFormat, ref detectedOnLine);
-                if (example is not null)
-                    examples.Add(example);
-            }
-            if (newline < 0)
-                break;
-            remaining = remaining[(newline + 1)..];
+            var line = lines.Current;
+            _lineNumber = lines.Number;
+            if (lines.IsBlank)
+                continue;
+            nonBlankLines++;
+            _currentLine = line.ToArray();
+            var example = ReadLine(line, requested, ref fileFormat, ref detectedOnLine);
+            if (example is not null)
+                examples.Add(example);
         }
         if (nonBlankLines == 0)
         {
@@ -71,9 +62,8 @@ internal sealed class JsonlDatasetReader
 
     private DatasetExample? ReadLine(ReadOnlySpan<byte> line, DatasetFormat requested, ref DatasetFormat? fileFormat, ref int detectedOnLine)
     {
-        if (!Utf8.IsValid(line))
+        if (JsonLines.InvalidUtf8At(line) is var validBytes and >= 0)
         {
-            Utf8.ToUtf16(line, new char[line.Length], out var validBytes, out _, replaceInvalidSequences: false);
             Error(ErrorCode.DatasetInvalidUtf8, validBytes,
                 $"invalid UTF-8 at byte {validBytes + 1} of the line (0x{line[validBytes]:X2}); save the file as UTF-8");
             return null;
@@ -86,7 +76,7 @@ internal sealed class JsonlDatasetReader
         }
         catch (JsonException e)
         {
-            Error(ErrorCode.DatasetInvalidJson, (int)(e.BytePositionInLine ?? 0), $"not valid JSON: {TrimReaderPosition(e.Message)}");
+            Error(ErrorCode.DatasetInvalidJson, (int)(e.BytePositionInLine ?? 0), $"not valid JSON: {JsonLines.TrimReaderPosition(e.Message)}");
             return null;
         }
         if (root is not JsonLineObject obj)
@@ -319,36 +309,5 @@ internal sealed class JsonlDatasetReader
     /// <summary>Adds an error at a byte offset of the current line (-1: no column).</summary>
     private void Error(ErrorCode code, int byteOffset, string message) =>
         _diagnostics.Add(new DatasetDiagnostic(DiagnosticSeverity.Error, code, _file, _lineNumber,
-            byteOffset < 0 ? 0 : CharacterColumn(_currentLine, byteOffset), message));
-
-    /// <summary>1-based column in characters (code points) of a byte offset: editors count characters, not bytes.</summary>
-    internal static int CharacterColumn(ReadOnlySpan<byte> line, int byteOffset)
-    {
-        var prefix = line[..Math.Clamp(byteOffset, 0, line.Length)];
-        var continuationBytes = 0;
-        foreach (var b in prefix)
-            if ((b & 0xC0) == 0x80)
-                continuationBytes++;
-        return prefix.Length - continuationBytes + 1;
-    }
-
-    private static bool IsBlank(ReadOnlySpan<byte> line)
-    {
-        foreach (var b in line)
-            if (b is not ((byte)' ' or (byte)'\t' or (byte)'\r'))
-                return false;
-        return true;
-    }
-
-    /// <summary>The reader's message ends with a position relative to the line; ours is absolute, so drop it.</summary>
-    private static string TrimReaderPosition(string message)
-    {
-        foreach (var marker in new[] { " Path:", " LineNumber:" })
-        {
-            var at = message.IndexOf(marker, StringComparison.Ordinal);
-            if (at > 0)
-                message = message[..at];
-        }
-        return message.TrimEnd(' ', '|', '.');
-    }
+            byteOffset < 0 ? 0 : JsonLines.CharacterColumn(_currentLine, byteOffset), message));
 }

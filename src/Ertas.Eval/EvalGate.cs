@@ -73,6 +73,12 @@ public sealed record GateOptions(int MaxNewFailures = 0, double MinPassRate = 0,
     public IReadOnlyList<EvalRule> RuleList => Rules ?? [];
 }
 
+/// <summary>One check of the gate that failed: regressions (ERTAS9201), the pass-rate floor (9202) or a rule (9203).</summary>
+public sealed record GateFailure(ErrorCode Code, string Message)
+{
+    public override string ToString() => Message;
+}
+
 public enum ChangeKind
 {
     Regression,
@@ -101,7 +107,7 @@ public sealed record QuantComparison
     public EvalSnapshot? Baseline { get; init; }
     public required IReadOnlyList<MetricRow> Metrics { get; init; }
     public required IReadOnlyList<CaseChange> Changes { get; init; }
-    public required IReadOnlyList<string> Failures { get; init; }
+    public required IReadOnlyList<GateFailure> Failures { get; init; }
     /// <summary>Cases both snapshots hold with the same content: what the metric rows are computed over.</summary>
     public int SharedCases { get; init; }
     public bool Failed => Failures.Count > 0;
@@ -117,7 +123,7 @@ public static class EvalGate
 {
     public static QuantComparison Compare(EvalSnapshot? baseline, EvalSnapshot now, GateOptions options)
     {
-        var failures = new List<string>();
+        var failures = new List<GateFailure>();
         var changes = new List<CaseChange>();
         var before = baseline?.Cases.ToDictionary(c => c.Id, StringComparer.Ordinal) ?? [];
         var shared = new List<(CaseResult Baseline, CaseResult Now)>();
@@ -156,13 +162,14 @@ public static class EvalGate
                 changes[i] = changes[i] with { Blocking = true };
         var blocking = changes.Count(c => c.Blocking);
         if (blocking > 0)
-            failures.Add(overAllowance
+            failures.Add(new GateFailure(ErrorCode.EvalRegression, overAllowance
                 ? $"{regressions.Count} case(s) passed in the baseline and fail now ({ordinary} allowed up to EvalMaxNewFailures={options.MaxNewFailures}, {regressions.Count - ordinary} critical)"
-                : $"{blocking} critical case(s) passed in the baseline and fail now");
+                : $"{blocking} critical case(s) passed in the baseline and fail now"));
 
         var summary = now.Summary;
         if (summary.PassRate < options.MinPassRate - 1e-9)
-            failures.Add($"pass rate {EvalSnapshot.Format(summary.PassRate)} is below EvalMinPassRate {EvalSnapshot.Format(options.MinPassRate)}");
+            failures.Add(new GateFailure(ErrorCode.EvalPassRateBelowFloor,
+                $"pass rate {EvalSnapshot.Format(summary.PassRate)} is below EvalMinPassRate {EvalSnapshot.Format(options.MinPassRate)}"));
 
         var sharedBefore = EvalSummary.Of(shared.Select(s => s.Baseline).ToList());
         var sharedNow = EvalSummary.Of(shared.Select(s => s.Now).ToList());
@@ -183,7 +190,7 @@ public static class EvalGate
                 broken ??= rule.Check(b, n);
                 rows.Add(new MetricRow(metric, b, n, rule, broken));
                 if (broken is not null)
-                    failures.Add($"EvalRule {metric}: {broken}");
+                    failures.Add(new GateFailure(ErrorCode.EvalRuleBroken, $"EvalRule {metric}: {broken}"));
             }
         }
         return new QuantComparison
@@ -221,10 +228,9 @@ public static class EvalGate
                     break;
             }
         }
-        foreach (var failure in comparison.Failures.Where(f => !f.Contains("passed in the baseline", StringComparison.Ordinal)))
-            yield return new DatasetDiagnostic(DiagnosticSeverity.Error,
-                failure.StartsWith("EvalRule", StringComparison.Ordinal) ? ErrorCode.EvalRuleBroken : ErrorCode.EvalPassRateBelowFloor,
-                projectFile, 0, 0, $"{quant}: {failure}");
+        // Regressions were reported at their cases' lines above; the other checks belong to the project.
+        foreach (var failure in comparison.Failures.Where(f => f.Code != ErrorCode.EvalRegression))
+            yield return new DatasetDiagnostic(DiagnosticSeverity.Error, failure.Code, projectFile, 0, 0, $"{quant}: {failure.Message}");
     }
 
     /// <summary>Why a case fails, in one line: the failed asserts' details, or the chosen choice.</summary>

@@ -66,7 +66,7 @@ public static class EvalHtml
         {
             sb.Append("<ul class=\"failures\">\n");
             foreach (var failure in q.Failures)
-                sb.Append("<li>❌ ").Append(H(failure)).Append("</li>\n");
+                sb.Append("<li>❌ ").Append(H(failure.Message)).Append("</li>\n");
             sb.Append("</ul>\n");
         }
         sb.Append("</section>\n");

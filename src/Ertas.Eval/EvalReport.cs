@@ -95,7 +95,7 @@ public static class EvalMarkdown
                 sb.Append($"| {row.Metric} | {Num(row.Baseline)} | {Num(row.Now)} | {EvalHtml.SignedNum(row.Delta)} | {row.Rule?.Describe() ?? ""} | {status} |\n");
             }
             foreach (var failure in q.Failures)
-                sb.Append("\n- ❌ ").Append(Escape(failure));
+                sb.Append("\n- ❌ ").Append(Escape(failure.Message));
             sb.Append(q.Failures.Count > 0 ? "\n\n" : "\n");
         }
 

@@ -41,14 +41,16 @@ public sealed record EvalRunResult(EvalReport? Report, IReadOnlyList<DatasetDiag
 public static class EvalRun
 {
     /// <summary>Bumped when scoring changes meaning, so cached results from an older scorer are not reused.</summary>
-    private const string ScorerVersion = "1";
+    private const string ScorerVersion = "2";
 
     public static EvalRunResult Run(EvalRunOptions options, CancellationToken cancellationToken = default)
     {
         var diagnostics = new List<DatasetDiagnostic>();
         var messages = new List<string>();
+        // Cases with errors are left out here; the valid ones are still encoded below, so a case too long for the
+        // context is reported in the same round as every other problem.
         var cases = EvalSuiteReader.Read(options.Suites, diagnostics, cancellationToken);
-        if (Errors(diagnostics) > 0)
+        if (cases.Count == 0 && Errors(diagnostics) > 0)
             return Stop(diagnostics, messages, "the eval suites have errors; nothing was scored");
         if (cases.Count == 0)
         {
@@ -67,10 +69,10 @@ public static class EvalRun
             using var gguf = new GgufTensorSource(path);
             var tokenizer = TokenizerVocabularies.ToTokenizer(gguf.ReadVocabulary());
             var template = ChatTemplates.Get(options.Template, tokenizer);
-            var before = Errors(diagnostics);
+            var before = diagnostics.Count;
             var prepared = EvalScorer.Prepare(cases, tokenizer, template, options.Decode, diagnostics);
             // One model's encoding errors are every model's (they share the tokenizer): report them once.
-            if (Errors(diagnostics) > before && models.Count > 0)
+            if (diagnostics.Count > before && models.Count > 0)
                 diagnostics.RemoveRange(before, diagnostics.Count - before);
             models.Add((path, QuantizationOf(path, gguf), Sha256File(path, cancellationToken), prepared, tokenizer));
         }
@@ -133,8 +135,8 @@ public static class EvalRun
                 SuiteHash = suiteHash,
                 Cases = results.OrderBy(r => r.Id, StringComparer.Ordinal).ToList(),
             };
-            comparisons.Add(Gate(options, snapshot, byId, diagnostics, messages));
-            messages.Add($"eval {model.Quant}: {snapshot.Summary.Passed}/{snapshot.Summary.Cases} passed in {clock.Elapsed.TotalSeconds:F1} s ({cached} cached)");
+            comparisons.Add(Gate(options, snapshot, byId, diagnostics, messages, scoringFailed: Errors(diagnostics) > 0));
+            messages.Add($"eval {model.Quant}: {snapshot.Summary.Passed}/{snapshot.Summary.Cases} passed in {clock.Elapsed.TotalSeconds:F2} s ({cached} cached)");
         }
 
         var report = new EvalReport(options.ModelName, comparisons, ReadLossCurve(options.TrainingMetrics));
@@ -151,7 +153,7 @@ public static class EvalRun
     /// <summary>Compares with the committed baseline and decides what to write: nothing when equal, the received
     /// file on any difference, the verified file itself only when there is none yet and this is not CI.</summary>
     private static QuantComparison Gate(EvalRunOptions options, EvalSnapshot now, IReadOnlyDictionary<string, EvalCase> cases,
-        List<DatasetDiagnostic> diagnostics, List<string> messages)
+        List<DatasetDiagnostic> diagnostics, List<string> messages, bool scoringFailed)
     {
         var verified = VerifiedPath(options.SnapshotDirectory, options.ModelName, now.Quantization);
         var received = ReceivedPath(options.SnapshotDirectory, options.ModelName, now.Quantization);
@@ -161,7 +163,13 @@ public static class EvalRun
         var project = options.ProjectFile ?? "ertas";
         if (baseline is null)
         {
-            if (options.Gate.Ci)
+            if (scoringFailed)
+            {
+                // Results with errors (tied choices) are never a baseline.
+                AtomicFile.WriteAllText(received, json);
+                messages.Add($"eval {now.Quantization}: no baseline written, since scoring reported errors; wrote {received}");
+            }
+            else if (options.Gate.Ci)
             {
                 AtomicFile.WriteAllText(received, json);
                 diagnostics.Add(new DatasetDiagnostic(DiagnosticSeverity.Error, ErrorCode.EvalNoBaseline, project, 0, 0,
@@ -218,7 +226,12 @@ public static class EvalRun
         var dot = stem.LastIndexOf('.');
         if (dot >= 0 && EvalReport.PrecisionOrder.Contains(stem[(dot + 1)..].ToUpperInvariant()))
             return stem[(dot + 1)..].ToUpperInvariant();
-        _ = gguf;
+        if (gguf.Reader.TryGet(Keys.General.FileType, out var entry) && entry.Value is uint fileType && Enum.IsDefined((LlamaFileType)fileType))
+            return (LlamaFileType)fileType switch
+            {
+                LlamaFileType.AllF32 => "F32",
+                var t => t.ToString().Replace("Mostly", "", StringComparison.Ordinal),
+            };
         return stem;
     }
 

@@ -76,7 +76,7 @@ public sealed record EvalSummary(int Cases, int Passed, double PassRate, double 
 /// <summary>The settings that decide what llama.cpp computes; any change makes every result new.</summary>
 public sealed record DecodeSettings(int ContextSize, int BatchSize, int Threads, int MaxTokens)
 {
-    public string Describe() => $"greedy, context {ContextSize}, batch {BatchSize}, threads {Threads}, max_tokens {MaxTokens}";
+    public string Describe() => $"greedy, context {ContextSize}, batch {BatchSize}, threads {Threads}, max_tokens {MaxTokens}, f32 KV cache";
 }
 
 /// <summary>
@@ -122,6 +122,7 @@ public sealed record EvalSnapshot
             w.WriteNumber("batch", Decode.BatchSize);
             w.WriteNumber("threads", Decode.Threads);
             w.WriteNumber("max_tokens", Decode.MaxTokens);
+            w.WriteString("kv_cache", "f32");
             w.WriteEndObject();
             w.WriteString("suite_hash", SuiteHash);
             var s = Summary;

@@ -2,7 +2,6 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using System.Text.Unicode;
 using Ertas.Core;
 using Ertas.Data;
 using Ertas.Mistral.Templates;
@@ -65,25 +64,16 @@ public sealed class EvalSuiteReader
         _file = file;
         var cases = new List<EvalCase>();
         var nonBlank = 0;
-        var remaining = content;
-        for (_line = 1; ; _line++)
+        var lines = new JsonLines(content);
+        while (lines.MoveNext())
         {
-            var newline = remaining.IndexOf((byte)'\n');
-            var line = newline < 0 ? remaining : remaining[..newline];
-            if (line.Length > 0 && line[^1] == (byte)'\r')
-                line = line[..^1];
-            if (_line == 1 && line.StartsWith(Encoding.UTF8.Preamble))
-                line = line[Encoding.UTF8.Preamble.Length..];
-            if (!line.Trim(" \t"u8).IsEmpty)
-            {
-                nonBlank++;
-                _current = line.ToArray();
-                if (ReadCase(line) is { } evalCase)
-                    cases.Add(evalCase);
-            }
-            if (newline < 0)
-                break;
-            remaining = remaining[(newline + 1)..];
+            _line = lines.Number;
+            if (lines.IsBlank)
+                continue;
+            nonBlank++;
+            _current = lines.Current.ToArray();
+            if (ReadCase(lines.Current) is { } evalCase)
+                cases.Add(evalCase);
         }
         if (nonBlank == 0)
         {
@@ -95,9 +85,8 @@ public sealed class EvalSuiteReader
 
     private EvalCase? ReadCase(ReadOnlySpan<byte> line)
     {
-        if (!Utf8.IsValid(line))
+        if (JsonLines.InvalidUtf8At(line) is var valid and >= 0)
         {
-            Utf8.ToUtf16(line, new char[line.Length], out var valid, out _, replaceInvalidSequences: false);
             Error(ErrorCode.EvalInvalidUtf8, valid, $"invalid UTF-8 at byte {valid + 1} of the line; save the suite as UTF-8");
             return null;
         }
@@ -110,7 +99,7 @@ public sealed class EvalSuiteReader
         }
         catch (JsonException e)
         {
-            Error(ErrorCode.EvalInvalidJson, (int)(e.BytePositionInLine ?? 0), $"not valid JSON: {TrimPosition(e.Message)}");
+            Error(ErrorCode.EvalInvalidJson, (int)(e.BytePositionInLine ?? 0), $"not valid JSON: {JsonLines.TrimReaderPosition(e.Message)}");
             return null;
         }
         if (shape is not JsonLineObject obj || node is not JsonObject json)
@@ -423,20 +412,9 @@ public sealed class EvalSuiteReader
 
     private int ErrorCount() => _diagnostics.Count(d => d.Severity == DiagnosticSeverity.Error);
 
-    private int Column(int byteOffset) => JsonlDatasetReader.CharacterColumn(_current, byteOffset);
+    private int Column(int byteOffset) => JsonLines.CharacterColumn(_current, byteOffset);
 
     private void Error(ErrorCode code, int byteOffset, string message) =>
         _diagnostics.Add(new DatasetDiagnostic(DiagnosticSeverity.Error, code, _file, _line,
             byteOffset < 0 ? 0 : Column(byteOffset), message));
-
-    private static string TrimPosition(string message)
-    {
-        foreach (var marker in new[] { " Path:", " LineNumber:" })
-        {
-            var at = message.IndexOf(marker, StringComparison.Ordinal);
-            if (at > 0)
-                message = message[..at];
-        }
-        return message.TrimEnd(' ', '|', '.');
-    }
 }

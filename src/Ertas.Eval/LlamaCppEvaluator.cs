@@ -9,7 +9,8 @@ namespace Ertas.Eval;
 /// <summary>
 /// A GGUF in llama.cpp (through LLamaSharp), the runtime users deploy: greedy generation and per-token
 /// log-probabilities from raw logits, no sampler in between. Every call runs in a fresh context with the same context
-/// size, batch and threads, since batch shape and cache reuse change llama.cpp's logits (issues #7052, #7594).
+/// size, batch and threads, since batch shape and cache reuse change llama.cpp's logits (issues #7052, #7594), and an
+/// f32 KV cache.
 /// </summary>
 public sealed class LlamaCppEvaluator : IDisposable
 {
@@ -46,6 +47,10 @@ public sealed class LlamaCppEvaluator : IDisposable
             Threads = settings.Threads,
             BatchThreads = settings.Threads,
             GpuLayerCount = 0,
+            // An f32 KV cache and no flash attention: the scores are the model's, not the cache's rounding (an f16
+            // cache moves log-probabilities in the third decimal, which snapshots keep to four).
+            TypeK = GGMLType.GGML_TYPE_F32,
+            TypeV = GGMLType.GGML_TYPE_F32,
             FlashAttention = false,
         };
         try
@@ -55,6 +60,12 @@ public sealed class LlamaCppEvaluator : IDisposable
         catch (LLama.Exceptions.RuntimeError e)
         {
             throw new ErtasException(ErrorCode.EvalModelUnusable, $"llama.cpp could not load the model: {e.Message}", ggufPath);
+        }
+        catch (Exception e) when (e is TypeInitializationException or DllNotFoundException)
+        {
+            // LLamaSharp looks for runtimes/<rid>/native/<avx level>/libllama.so beside the app.
+            throw new ErtasException(ErrorCode.NativeLibraryLoad,
+                $"llama.cpp's native library could not be loaded from {AppContext.BaseDirectory}runtimes/: {(e.InnerException ?? e).Message.Split('\n')[0]}");
         }
     }
 

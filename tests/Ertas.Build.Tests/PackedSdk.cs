@@ -100,6 +100,29 @@ public sealed class PackedSdk : IDisposable
         return target;
     }
 
+    /// <summary>
+    /// A copy of the repository's samples/TinyMistral as a user would build it from this feed: bin, obj and its
+    /// nuget.config (which points at the repository's artifacts) left out, the SDK version set to this fixture's.
+    /// </summary>
+    public string CopyOfSample()
+    {
+        var source = Path.Combine(RepoRoot, "samples", "TinyMistral");
+        var target = Path.Combine(Work, "sample-" + Guid.NewGuid().ToString("N")[..6], "TinyMistral");
+        foreach (var file in Directory.EnumerateFiles(source, "*", SearchOption.AllDirectories))
+        {
+            var relative = Path.GetRelativePath(source, file);
+            var top = relative.Split(Path.DirectorySeparatorChar)[0];
+            if (top is "bin" or "obj" or "nuget.config" || relative.EndsWith(".received.json", StringComparison.Ordinal))
+                continue;
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.Combine(target, relative))!);
+            File.Copy(file, Path.Combine(target, relative));
+        }
+        var project = Path.Combine(target, "TinyMistral.ertasproj");
+        File.WriteAllText(project, System.Text.RegularExpressions.Regex.Replace(File.ReadAllText(project),
+            "Sdk=\"Ertas\\.Build\\.Sdk/[^\"]+\"", $"Sdk=\"Ertas.Build.Sdk/{Version}\""));
+        return target;
+    }
+
     /// <summary><c>dotnet build</c> (or another verb) with plain console logging at normal verbosity.</summary>
     public ProcessResult Dotnet(string directory, string verb, string extra = "", int timeoutSeconds = 600) =>
         Run(directory, "dotnet", $"{verb} -tl:off -v:n -nologo -nodeReuse:false {extra}", timeoutSeconds);

@@ -11,9 +11,9 @@ namespace Ertas.Build.Tests;
 /// The template's project trains the built-in tiny base for three short epochs; one full build is shared (copied)
 /// by the tests that need a built project.
 /// </summary>
-public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
+public sealed partial class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
 {
-    private static readonly string[] FullPipeline = ["base", "train", "merge", "quantize Q8_0", "quantize Q4_K_M", "adapter-gguf"];
+    private static readonly string[] FullPipeline = ["base", "train", "merge", "quantize Q8_0", "quantize Q4_K_M", "adapter-gguf", "eval"];
 
     private static string Output(string project, string file) => Path.Combine(project, "bin", "Debug", file);
 
@@ -53,6 +53,16 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
         Assert.Contains(root.GetProperty("inputs").EnumerateArray(), i => i.GetProperty("path").GetString() == "data/train.jsonl"
             && i.GetProperty("sha256").GetString() == Sha256(Path.Combine(project, "data", "train.jsonl")));
 
+        // The template's eval suite was scored on both GGUFs: with no baseline yet, the build wrote them (not on CI).
+        foreach (var quant in new[] { "Q8_0", "Q4_K_M" })
+        {
+            var snapshot = Ertas.Eval.EvalSnapshot.Read(Path.Combine(project, "evals", $"Capitals.{quant}.verified.json"));
+            Assert.Equal((quant, 4, Sha256(Output(project, $"Capitals-1.0.0.{quant}.gguf"))), (snapshot.Quantization, snapshot.Cases.Count, snapshot.Sha256));
+        }
+        Assert.Contains("no baseline yet; wrote", first.Output);
+        Assert.StartsWith("🆕 **No eval baseline yet** for Capitals", File.ReadAllText(Path.Combine(project, "obj", "ertas", "evals", "report.md")));
+        Assert.Contains("<svg", File.ReadAllText(Path.Combine(project, "obj", "ertas", "evals", "report.html")));
+
         var stamps = Directory.GetFiles(Output(project, "")).ToDictionary(f => f, File.GetLastWriteTimeUtc);
         var second = sdk.Dotnet(project, "build").EnsureSuccess();
         Assert.Empty(second.Stages);
@@ -72,7 +82,7 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
 
         File.AppendAllText(data, """{"messages":[{"role":"user","content":"Is this new?"},{"role":"assistant","content":"Yes, it is new."}]}""" + "\n");
         var retrained = sdk.Dotnet(project, "build").EnsureSuccess();
-        Assert.Equal(["train", "merge", "quantize Q8_0", "quantize Q4_K_M", "adapter-gguf"], retrained.Stages);
+        Assert.Equal(["train", "merge", "quantize Q8_0", "quantize Q4_K_M", "adapter-gguf", "eval"], retrained.Stages);
         Assert.NotEqual(firstKey, TrainKey(project));
     }
 
@@ -85,6 +95,7 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
         EditProject(project, "Capitals", p => p.Replace("<Quantization Include=\"Q8_0;Q4_K_M\" />",
             "<Quantization Include=\"Q8_0;Q4_K_M\" />\n    <EvalData Include=\"data/eval.jsonl\" />"));
         var withEval = sdk.Dotnet(project, "build").EnsureSuccess();
+        // Held-out data only measures a loss: the same weights come out, so the GGUFs' bytes and the eval key are unchanged.
         Assert.Equal(["train", "merge", "quantize Q8_0", "quantize Q4_K_M", "adapter-gguf"], withEval.Stages);
         Assert.Matches(@"eval_loss \d+\.\d{3}", withEval.Output);
 
@@ -123,7 +134,7 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
 
         EditProject(project, "Capitals", p => p.Replace("<Quantization Include=\"Q8_0;Q4_K_M\" />", "<Quantization Include=\"Q8_0\" />"));
         var dropped = sdk.Dotnet(project, "build").EnsureSuccess();
-        Assert.Empty(dropped.Stages);
+        Assert.Equal(["eval"], dropped.Stages); // one GGUF fewer to score; its results come from the case cache
         Assert.False(File.Exists(q4)); // a dropped quantization does not linger unlisted beside the lock
         Assert.False(File.Exists(leftover));
         Assert.True(File.Exists(foreign));
@@ -131,7 +142,7 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
 
         EditProject(project, "Capitals", p => p.Replace("<Quantization Include=\"Q8_0\" />", "<Quantization Include=\"Q8_0;Q6_K;F32\" />"));
         var added = sdk.Dotnet(project, "build").EnsureSuccess();
-        Assert.Equal(["quantize Q6_K", "quantize F32"], added.Stages);
+        Assert.Equal(["quantize Q6_K", "quantize F32", "eval"], added.Stages);
         Assert.Equal(q8Time, File.GetLastWriteTimeUtc(q8));
         Assert.True(File.Exists(Output(project, "Capitals-1.0.0.Q6_K.gguf")));
         // F32 is merged straight from base + adapter: an upcast of the F16 intermediate would hold only F16 values.
@@ -190,9 +201,15 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
         Assert.True(File.Exists(foreign));
         Assert.False(Directory.Exists(Path.Combine(project, "obj", "ertas")));
 
+        // The eval baselines are committed sources, not outputs: remove them so the rebuild writes them afresh.
+        var baselines = new[] { "Capitals.Q8_0.verified.json", "Capitals.Q4_K_M.verified.json" };
+        foreach (var baseline in baselines)
+            File.Delete(Path.Combine(project, "evals", baseline));
         var rebuilt = sdk.Dotnet(project, "build").EnsureSuccess();
         Assert.Equal(FullPipeline, rebuilt.Stages);
         Assert.All(files, f => Assert.True(File.ReadAllBytes(Output(original, f)).AsSpan().SequenceEqual(File.ReadAllBytes(Output(project, f))),
+            f + " differs between clean builds"));
+        Assert.All(baselines, f => Assert.True(File.ReadAllBytes(Path.Combine(original, "evals", f)).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(project, "evals", f))),
             f + " differs between clean builds"));
     }
 
@@ -212,7 +229,7 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
         var project = sdk.NewProject("FromFolder", $"--base-model {first} --quantizations Q8_0");
         EditProject(project, "FromFolder", p => p.Replace("<Epochs>3</Epochs>", "<MaxSteps>2</MaxSteps>"));
         var result = sdk.Dotnet(project, "build").EnsureSuccess();
-        Assert.Equal(["train", "merge", "quantize Q8_0", "adapter-gguf"], result.Stages);
+        Assert.Equal(["train", "merge", "quantize Q8_0", "adapter-gguf", "eval"], result.Stages);
 
         using (var lockJson = JsonDocument.Parse(File.ReadAllBytes(Output(project, "ertas.lock.json"))))
         {
@@ -327,7 +344,7 @@ public sealed class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
 
         var resumed = sdk.Dotnet(project, "build").EnsureSuccess();
         Assert.Matches(@"train: resumed from step \d+ of 60", resumed.Output);
-        Assert.Equal(["train", "merge", "quantize Q8_0", "adapter-gguf"], resumed.Stages);
+        Assert.Equal(["train", "merge", "quantize Q8_0", "adapter-gguf", "eval"], resumed.Stages);
         Assert.False(Directory.Exists(checkpoints), "a finished training keeps no checkpoints");
         foreach (var file in new[] { "Resumable-1.0.0.Q8_0.gguf", "Resumable-1.0.0.lora.gguf" })
             Assert.True(File.ReadAllBytes(Output(uninterrupted, file)).AsSpan().SequenceEqual(File.ReadAllBytes(Output(project, file))),

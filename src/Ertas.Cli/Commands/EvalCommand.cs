@@ -44,10 +44,7 @@ public sealed class EvalCommand : ICommand
         // The whole prompt goes in one batch (one fresh context per case): a smaller batch would change the logits.
         if (settings.BatchSize < settings.ContextSize)
             throw new ErtasException(ErrorCode.InvalidArgument, "--batch must equal --context: each case's prompt is decoded as one batch");
-        var minPassRate = 0.0;
-        if (args.Get("--min-pass-rate") is { } rate &&
-            (!double.TryParse(rate, NumberStyles.Float, CultureInfo.InvariantCulture, out minPassRate) || minPassRate is < 0 or > 1))
-            throw new ErtasException(ErrorCode.InvalidArgument, $"--min-pass-rate expects a number between 0 and 1, got '{rate}'");
+        var minPassRate = MinPassRate(args);
         var options = new EvalRunOptions
         {
             Models = args.GetAll("--model"),
@@ -72,8 +69,17 @@ public sealed class EvalCommand : ICommand
         foreach (var diagnostic in result.Diagnostics)
             context.Error.WriteLine(diagnostic.ToDiagnostic());
         if (result.Report is { } report)
-            context.Out.WriteLine($"eval-verdict={report.VerdictWord}");
+            context.Out.WriteLine($"eval-verdict={(result.Failed ? "fail" : report.VerdictWord)}");
         return result.Failed ? (int)ExitCode.Failure : 0;
+    }
+
+    internal static double MinPassRate(ParsedArgs args)
+    {
+        if (args.Get("--min-pass-rate") is not { } text)
+            return 0;
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var rate) || rate is < 0 or > 1)
+            throw new ErtasException(ErrorCode.InvalidArgument, $"--min-pass-rate expects a number between 0 and 1, got '{text}'");
+        return rate;
     }
 
     /// <summary>CI=true as GitHub Actions, GitLab and most runners set it.</summary>
@@ -136,7 +142,7 @@ public sealed class EvalCompareCommand : ICommand
                 throw new ErtasException(ErrorCode.FileNotFound, "snapshot file not found", path);
         var baseline = EvalSnapshot.Read(args.Positionals[0]);
         var now = EvalSnapshot.Read(args.Positionals[1]);
-        var minPassRate = args.Get("--min-pass-rate") is { } r ? double.Parse(r, CultureInfo.InvariantCulture) : 0;
+        var minPassRate = EvalCommand.MinPassRate(args);
         var comparison = EvalGate.Compare(baseline, now, new GateOptions(
             args.GetInt("--max-new-failures", 0, min: 0), minPassRate, args.GetAll("--rule").Select(EvalRule.Parse).ToList()));
         var report = new EvalReport(now.Model, [comparison]);

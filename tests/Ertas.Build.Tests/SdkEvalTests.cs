@@ -1,0 +1,104 @@
+using System.Text.RegularExpressions;
+
+namespace Ertas.Build.Tests;
+
+/// <summary>The eval stage and its gate through dotnet build, on the sample and on template projects.</summary>
+public sealed partial class SdkBuildTests
+{
+    [Fact]
+    public void EvalGate_OnTheSample_FailsAtExactlyTheCasesWhoseFactsTrainingBroke_AndAcceptingMakesTheNextBuildPass()
+    {
+        var project = sdk.CopyOfSample();
+        var evals = Path.Combine(project, "evals");
+        // Baselines are written by this machine's first build: the committed ones come from another CPU's floats.
+        foreach (var committed in Directory.GetFiles(evals, "*.verified.json"))
+            File.Delete(committed);
+        var first = sdk.Dotnet(project, "build").EnsureSuccess();
+        Assert.Contains("eval", first.Stages);
+        var verified = new[] { "Q8_0", "Q4_K_M" }.Select(q => Path.Combine(evals, $"TinyMistral.{q}.verified.json")).ToArray();
+        Assert.All(verified, f => Assert.True(File.Exists(f), f));
+        Assert.Empty(sdk.Dotnet(project, "build").EnsureSuccess().Stages); // a no-op build scores nothing
+
+        // Teach three wrong facts: the cases that check them must fail, at their lines, and only they.
+        var data = Path.Combine(project, "data", "capitals.jsonl");
+        var text = File.ReadAllText(data);
+        foreach (var (right, wrong) in new[] { ("France is Paris", "France is Lyon"), ("Italy is Rome", "Italy is Milan"), ("Kenya is Nairobi", "Kenya is Mombasa") })
+        {
+            Assert.Contains(right, text);
+            text = text.Replace(right, wrong);
+        }
+        File.WriteAllText(data, text);
+        var failed = sdk.Dotnet(project, "build");
+        Assert.NotEqual(0, failed.ExitCode);
+        var suite = File.ReadAllLines(Path.Combine(evals, "capitals.jsonl"));
+        int LineOf(string id) => Array.FindIndex(suite, l => l.Contains($"\"id\":\"{id}\"", StringComparison.Ordinal)) + 1;
+        var errors = Regex.Matches(failed.Output, @"capitals\.jsonl\((\d+),1\): error ERTAS9201: (\S+): case ""([^""]+)""")
+            .Select(m => (Line: int.Parse(m.Groups[1].Value), Quant: m.Groups[2].Value, Id: m.Groups[3].Value))
+            .Distinct().OrderBy(e => e.Quant).ThenBy(e => e.Id).ToList();
+        var broken = new[] { "capital-france", "capital-italy", "capital-kenya" };
+        Assert.Equal(
+            new[] { "Q4_K_M", "Q8_0" }.SelectMany(q => broken.Select(id => (LineOf(id), q, id))),
+            errors);
+        Assert.Equal(errors.Count, Regex.Matches(failed.Output, "error ERTAS9201").Count / 2); // MSBuild repeats errors in its summary
+        var report = File.ReadAllText(Path.Combine(project, "obj", "ertas", "evals", "report.md"));
+        Assert.StartsWith("❌ **Eval gate failed** for TinyMistral: 6 regression(s)", report);
+        Assert.All(broken, id => Assert.Contains($"<code>{id}</code> · regression", report));
+        Assert.All(verified, f => Assert.True(File.Exists(f.Replace(".verified.", ".received."))));
+
+        // The regressions stay until someone accepts them: a rebuild fails again, without retraining.
+        var again = sdk.Dotnet(project, "build");
+        Assert.NotEqual(0, again.ExitCode);
+        Assert.Equal(["eval"], again.Stages);
+
+        var accepted = sdk.Dotnet(project, "build", "-t:ErtasAcceptEvals").EnsureSuccess();
+        Assert.Equal(["accept evals"], accepted.Stages);
+        Assert.Empty(Directory.GetFiles(evals, "*.received.json"));
+        Assert.Contains("\"output\": \"The capital of France is Lyon.\"", File.ReadAllText(verified[0]));
+        var passing = sdk.Dotnet(project, "build").EnsureSuccess();
+        Assert.Equal(["eval"], passing.Stages); // the baselines changed; every result comes from the case cache
+        Assert.Contains("(12 cached)", passing.Output);
+        Assert.Empty(sdk.Dotnet(project, "build").EnsureSuccess().Stages);
+    }
+
+    [Fact]
+    public void OnCi_AMissingEvalBaseline_FailsTheBuild_WithoutWritingIt_AndAnAcceptedOnePasses()
+    {
+        var project = sdk.CopyOfBuiltProject();
+        var evals = Path.Combine(project, "evals");
+        foreach (var file in Directory.GetFiles(evals, "*.verified.json"))
+            File.Delete(file);
+        var ci = sdk.Dotnet(project, "build", "-p:ContinuousIntegrationBuild=true");
+        Assert.NotEqual(0, ci.ExitCode);
+        Assert.Contains("error ERTAS9204: Q8_0: no eval baseline", ci.Output);
+        Assert.Empty(Directory.GetFiles(evals, "*.verified.json"));
+        Assert.Equal(2, Directory.GetFiles(evals, "*.received.json").Length);
+
+        sdk.Dotnet(project, "build", "-t:ErtasAcceptEvals -p:EvalQuantization=Q8_0").EnsureSuccess();
+        Assert.Equal(["Capitals.Q8_0.verified.json"], Directory.GetFiles(evals, "*.verified.json").Select(Path.GetFileName));
+        sdk.Dotnet(project, "build", "-t:ErtasAcceptEvals").EnsureSuccess();
+        Assert.Empty(Directory.GetFiles(evals, "*.received.json"));
+        Assert.Equal(["eval"], sdk.Dotnet(project, "build", "-p:ContinuousIntegrationBuild=true").EnsureSuccess().Stages);
+    }
+
+    [Fact]
+    public void BadEvalSettings_AreErrorsAtTheirProjectLines_AndABadCaseAtItsSuiteLine()
+    {
+        var project = sdk.CopyOfBuiltProject();
+        EditProject(project, "Capitals", p => p.Replace("<EvalSuite Include=\"evals/*.jsonl\" />",
+            "<EvalSuite Include=\"evals/*.jsonl\" />\n    <EvalRule Include=\"accuracy\" MaxDrop=\"0.1\" />")
+            .Replace("<Seed>42</Seed>", "<Seed>42</Seed>\n    <EvalQuantizations>Q6_K</EvalQuantizations>"));
+        var lines = File.ReadAllLines(Path.Combine(project, "Capitals.ertasproj"));
+        int LineOf(string text) => Array.FindIndex(lines, l => l.Contains(text, StringComparison.Ordinal)) + 1;
+        var settings = sdk.Dotnet(project, "build");
+        Assert.Contains($"Capitals.ertasproj({LineOf("<EvalQuantizations>")},5): error ERTAS8001: EvalQuantizations names 'Q6_K'", settings.Output);
+        Assert.Contains($"Capitals.ertasproj({LineOf("accuracy")},5): error ERTAS8002: EvalRule 'accuracy' is not a metric", settings.Output);
+
+        var fixedProject = File.ReadAllText(Path.Combine(project, "Capitals.ertasproj"))
+            .Replace("    <EvalRule Include=\"accuracy\" MaxDrop=\"0.1\" />\n", "").Replace("    <EvalQuantizations>Q6_K</EvalQuantizations>\n", "");
+        File.WriteAllText(Path.Combine(project, "Capitals.ertasproj"), fixedProject);
+        File.AppendAllText(Path.Combine(project, "evals", "basics.jsonl"), """{"id":"broken","prompt":"Hi","assert":[{"type":"regex","value":"(unclosed"}]}""" + "\n");
+        var suite = sdk.Dotnet(project, "build");
+        Assert.NotEqual(0, suite.ExitCode);
+        Assert.Matches(@"basics\.jsonl\(5,\d+\): error ERTAS9007: assert 0 \(regex\):", suite.Output);
+    }
+}
