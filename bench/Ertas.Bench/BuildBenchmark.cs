@@ -94,7 +94,7 @@ public static class BuildBenchmark
         md.AppendLine("| GGUF | cases | wall time | cases/s |");
         md.AppendLine("|---|---|---|---|");
         foreach (var e in r.Evals)
-            md.AppendLine(inv, $"| {e.Quantization} | {e.Cases} | {e.Seconds:F1} s | {e.CasesPerSecond:F1} |");
+            md.AppendLine(inv, $"| {e.Quantization} | {e.Cases} | {e.Seconds:F2} s | {e.CasesPerSecond:F1} |");
     }
 
     private static BuildRun Dotnet(BenchEnvironment env, string directory, string arguments)
