@@ -5,21 +5,19 @@ using Microsoft.Build.Framework;
 namespace Ertas.Build.Tasks;
 
 /// <summary>
-/// Writes an Ollama Modelfile beside the GGUFs: FROM the chosen quantization, an explicit Mistral TEMPLATE and
-/// <c>PARAMETER stop "&lt;/s&gt;"</c> (without a stop, an imported model talks on forever; FACTS §6).
+/// Writes an Ollama Modelfile beside the GGUFs: FROM the chosen quantization, a TEMPLATE that renders what training
+/// encoded (the whole conversation, system text before the first user turn) and <c>PARAMETER stop "&lt;/s&gt;"</c>
+/// (without a stop, an imported model talks on forever; FACTS §6).
 /// Rewritten only when its content changes.
 /// </summary>
 public sealed class WriteModelfile : ErtasTask
 {
-    /// <summary>Ollama's mistral-instruct template.</summary>
-    public const string MistralTemplate = "[INST] {{ if .System }}{{ .System }} {{ end }}{{ .Prompt }} [/INST]";
-
     [Required] public string Modelfile { get; set; } = "";
 
     /// <summary>The GGUF the model is made FROM; written relative to the Modelfile.</summary>
     [Required] public string FromFile { get; set; } = "";
 
-    public string Template { get; set; } = MistralTemplate;
+    public string Template { get; set; } = Ertas.Mistral.Templates.ChatTemplates.MistralV1Ollama;
 
     protected override void Run(CancellationToken cancellationToken)
     {

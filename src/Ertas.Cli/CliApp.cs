@@ -20,6 +20,7 @@ public static class CliApp
         new EvalCommand(),
         new EvalAcceptCommand(),
         new EvalCompareCommand(),
+        new ChatCommand(),
     ];
 
     public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, CancellationToken ct = default)

@@ -26,6 +26,12 @@ public sealed class LlamaCppEvaluator : IDisposable
         });
     }
 
+    /// <summary>Runs the static constructor above, for other llama.cpp users in this assembly: a second
+    /// configuration would throw, since LLamaSharp accepts one per process.</summary>
+    internal static void EnsureNativeConfigured()
+    {
+    }
+
     private LlamaCppEvaluator(LLamaWeights weights, ModelParams parameters)
     {
         _weights = weights;

@@ -98,6 +98,7 @@ public static class Keys
         public const string PaddingId = "tokenizer.ggml.padding_token_id";
         public const string AddBos = "tokenizer.ggml.add_bos_token";
         public const string AddEos = "tokenizer.ggml.add_eos_token";
+        public const string AddSpacePrefix = "tokenizer.ggml.add_space_prefix";
         public const string ChatTemplate = "tokenizer.chat_template";
     }
 

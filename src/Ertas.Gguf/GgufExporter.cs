@@ -183,6 +183,7 @@ public static class GgufExporter
         writer.AddUInt32(Keys.Tokenizer.UnknownId, (uint)vocab.UnkId);
         writer.AddBool(Keys.Tokenizer.AddBos, vocab.AddBos);
         writer.AddBool(Keys.Tokenizer.AddEos, vocab.AddEos);
+        writer.AddBool(Keys.Tokenizer.AddSpacePrefix, vocab.AddSpacePrefix);
         if (vocab.ChatTemplate is { } template)
             writer.AddString(Keys.Tokenizer.ChatTemplate, template);
 

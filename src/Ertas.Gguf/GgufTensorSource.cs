@@ -145,7 +145,8 @@ public sealed class GgufTensorSource : ITensorSource, IDisposable
             UnkId: Id(Keys.Tokenizer.UnknownId, 0),
             AddBos: Flag(Keys.Tokenizer.AddBos, true),
             AddEos: Flag(Keys.Tokenizer.AddEos, false),
-            ChatTemplate: Reader.ContainsKey(Keys.Tokenizer.ChatTemplate) ? Reader.GetString(Keys.Tokenizer.ChatTemplate) : null);
+            ChatTemplate: Reader.ContainsKey(Keys.Tokenizer.ChatTemplate) ? Reader.GetString(Keys.Tokenizer.ChatTemplate) : null,
+            AddSpacePrefix: Flag(Keys.Tokenizer.AddSpacePrefix, true));
         try
         {
             vocab.Validate();

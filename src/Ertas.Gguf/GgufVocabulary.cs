@@ -15,7 +15,8 @@ public enum GgufTokenType
 
 /// <summary>
 /// A SentencePiece ("llama") vocabulary as GGUF stores it: one piece, score and <see cref="GgufTokenType"/> per id,
-/// the special ids, whether BOS/EOS are added when encoding, and an optional Jinja chat template.
+/// the special ids, whether BOS/EOS are added when encoding, an optional Jinja chat template, and whether llama.cpp
+/// prefixes raw text with a space (SentencePiece's dummy prefix) at the start and after every special token.
 /// </summary>
 public sealed record GgufVocabulary(
     string[] Tokens,
@@ -26,7 +27,8 @@ public sealed record GgufVocabulary(
     int UnkId,
     bool AddBos,
     bool AddEos,
-    string? ChatTemplate)
+    string? ChatTemplate,
+    bool AddSpacePrefix = true)
 {
     public int Count => Tokens.Length;
 

@@ -25,7 +25,12 @@ public static class TokenizerVocabularies
             UnkId: model.UnkId,
             AddBos: true,
             AddEos: false,
-            ChatTemplate: chatTemplate);
+            ChatTemplate: chatTemplate,
+            // Mistral's chat formats write the space before every [INST] and answer themselves (the official v1 Jinja,
+            // llama.cpp's mistral-v1 formatter, our Ollama template), as mistral-common's per-segment dummy prefix
+            // does. llama.cpp's own prefix, added again at the start and after every special token, would double it
+            // and give ids the model never saw; raw text prompts then need their leading space written out.
+            AddSpacePrefix: false);
     }
 
     /// <summary>The inverse: a sentencepiece model with Mistral's normalizer settings (identity, dummy prefix, byte fallback).</summary>

@@ -39,7 +39,7 @@ public sealed partial class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedS
 
         var modelfile = File.ReadAllText(Output(project, "Modelfile"));
         Assert.Contains("FROM ./Capitals-1.0.0.Q8_0.gguf\n", modelfile);
-        Assert.Contains("TEMPLATE \"\"\"[INST] {{ if .System }}{{ .System }} {{ end }}{{ .Prompt }} [/INST]\"\"\"", modelfile);
+        Assert.Contains("TEMPLATE \"\"\"" + Ertas.Mistral.Templates.ChatTemplates.MistralV1Ollama + "\"\"\"\n", modelfile);
         Assert.Contains("PARAMETER stop \"</s>\"", modelfile);
 
         using var lockJson = JsonDocument.Parse(File.ReadAllBytes(Output(project, "ertas.lock.json")));

@@ -31,7 +31,7 @@ public class GgufExporterTests
             "tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens", "tokenizer.ggml.scores",
             "tokenizer.ggml.token_type", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
             "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token",
-            "tokenizer.chat_template", "general.quantization_version",
+            "tokenizer.ggml.add_space_prefix", "tokenizer.chat_template", "general.quantization_version",
         };
         Assert.Equal(expectedKeys, r.Metadata.Select(kv => kv.Key));
         Assert.Equal("llama", r.GetString("general.architecture"));

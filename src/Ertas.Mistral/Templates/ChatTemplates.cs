@@ -9,14 +9,28 @@ public static class ChatTemplates
     public const string MistralV1Name = "mistral-v1";
 
     /// <summary>
-    /// Hugging Face's Jinja template for Mistral-7B-Instruct, verbatim: it goes into GGUF's
-    /// <c>tokenizer.chat_template</c>, and Ollama and llama.cpp recognise the model by this exact string.
+    /// Mistral's official v1 Jinja with an optional leading system message (Mistral-7B-Instruct-v0.1/v0.2
+    /// tokenizer_config.json after Mistral's 2024 update), verbatim: it goes into GGUF's <c>tokenizer.chat_template</c>.
+    /// It puts the system text and a blank line before the first user message, as <see cref="MistralV1ChatTemplate"/>
+    /// and mistral-common do, and llama.cpp's built-in detection files it as mistral-v1. The older v0.1 template raised
+    /// on any system message, so servers refused exactly the conversations a system-prompted fine-tune needs.
     /// </summary>
     public const string MistralV1Jinja =
-        "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}";
+        "{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content'] %}{%- set loop_messages = messages[1:] %}{%- else %}{%- set loop_messages = messages %}{%- endif %}{{- bos_token }}{%- for message in loop_messages %}{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{- raise_exception('After the optional system message, conversation roles must alternate user/assistant/user/assistant/...') }}{%- endif %}{%- if message['role'] == 'user' %}{%- if loop.first and system_message is defined %}{{- ' [INST] ' + system_message + '\\n\\n' + message['content'] + ' [/INST]' }}{%- else %}{{- ' [INST] ' + message['content'] + ' [/INST]' }}{%- endif %}{%- elif message['role'] == 'assistant' %}{{- ' ' + message['content'] + eos_token}}{%- else %}{{- raise_exception('Only user and assistant roles are supported, with the exception of an initial optional system message!') }}{%- endif %}{%- endfor %}";
 
-    /// <summary>Ollama's mistral-instruct Go template, for a Modelfile's explicit <c>TEMPLATE</c>.</summary>
-    public const string MistralV1Ollama = "[INST] {{ if .System }}{{ .System }} {{ end }}{{ .Prompt }} [/INST]";
+    /// <summary>
+    /// The Ollama (Go text/template) TEMPLATE that renders what <see cref="MistralV1ChatTemplate"/> encodes, as the
+    /// official Jinja does: every system message joined with a blank line before the first user turn,
+    /// <c> [INST] ... [/INST]</c> per user turn, <c> answer&lt;/s&gt;</c> per assistant turn, the whole history (not
+    /// only the last turn), and no <c>&lt;s&gt;</c>, which Ollama's tokenizer adds itself. The spaces before [INST] and
+    /// the answer are written out, because our GGUFs ask for no tokenizer-added space prefix. It uses
+    /// <c>.Messages</c>, so Ollama runs it once over the whole conversation, with the Modelfile's SYSTEM as a leading
+    /// system message when the request has none.
+    /// </summary>
+    public const string MistralV1Ollama =
+        """{{- $system := "" }}{{- range .Messages }}{{- if eq .Role "system" }}{{- if $system }}{{- $system = printf "%s\n\n%s" $system .Content }}{{- else }}{{- $system = .Content }}{{- end }}{{- end }}{{- end }}"""
+        + """{{- $first := true }}{{- range .Messages }}{{- if eq .Role "user" }} [INST] {{ if and $first $system }}{{ $system }}{{ "\n\n" }}{{ end }}{{ .Content }} [/INST]{{- $first = false }}"""
+        + """{{- else if eq .Role "assistant" }} {{ .Content }}</s>{{- end }}{{- end }}""";
 
     /// <summary>The stop string a Modelfile needs (<c>PARAMETER stop "&lt;/s&gt;"</c>), or output never ends.</summary>
     public const string MistralV1Stop = "</s>";
