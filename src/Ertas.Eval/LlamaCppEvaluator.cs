@@ -17,13 +17,20 @@ public sealed class LlamaCppEvaluator : IDisposable
     private readonly LLamaWeights _weights;
     private readonly ModelParams _parameters;
 
-    // LLamaSharp takes its configuration only before the native library loads: once per process.
+    // LLamaSharp takes its configuration only before the native library loads: once per process. A host that loaded
+    // it first (a test, another library) keeps its own logging; that costs nothing but log noise.
     static LlamaCppEvaluator()
     {
-        NativeLibraryConfig.All.WithLogCallback((level, message) =>
+        try
         {
-            if (level == LLamaLogLevel.Error) Console.Error.Write("llama.cpp: " + message);
-        });
+            NativeLibraryConfig.All.WithLogCallback((level, message) =>
+            {
+                if (level == LLamaLogLevel.Error) Console.Error.Write("llama.cpp: " + message);
+            });
+        }
+        catch (InvalidOperationException)
+        {
+        }
     }
 
     /// <summary>Runs the static constructor above, for other llama.cpp users in this assembly: a second
