@@ -11,8 +11,10 @@ namespace Ertas.Build.Tasks;
 /// </summary>
 public sealed class CheckErtasEvals : Microsoft.Build.Utilities.Task
 {
-    private static readonly string[] Metrics = ["pass_rate", "mean_score", "acc", "acc_norm", "target_nll"];
-    private static readonly string[] RuleLimits = ["MaxDrop", "MaxIncrease", "Min", "Max"];
+    // The engine's EvalSummary.MetricNames: the tasks do not load Ertas.Eval (it brings llama.cpp), and a wrong name
+    // must be an error at its project line before anything runs.
+    private static IReadOnlyList<string> Metrics { get; } = ["pass_rate", "mean_score", "acc", "acc_norm", "target_nll"];
+    private static IReadOnlyList<string> RuleLimits { get; } = ["MaxDrop", "MaxIncrease", "Min", "Max"];
 
     [Required] public string ProjectFile { get; set; } = "";
 
@@ -74,7 +76,7 @@ public sealed class CheckErtasEvals : Microsoft.Build.Utilities.Task
         var context = Int("EvalContextSize", EvalContextSize, 16, 1 << 20);
         var threads = Int("EvalThreads", EvalThreads, 1, 1024);
         var maxNewFailures = Int("EvalMaxNewFailures", EvalMaxNewFailures, 0, int.MaxValue);
-        if (!double.TryParse(EvalMinPassRate.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out var minPassRate) || minPassRate is < 0 or > 1)
+        if (!double.TryParse(EvalMinPassRate.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out var minPassRate) || !(minPassRate is >= 0 and <= 1))
             Property("EvalMinPassRate", $"EvalMinPassRate '{EvalMinPassRate}' must be a number from 0 to 1 (the least share of cases that pass)");
 
         var rules = new List<string>();

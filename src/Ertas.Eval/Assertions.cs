@@ -41,7 +41,7 @@ public static partial class Assertions
 
     internal static readonly TimeSpan RegexTimeout = TimeSpan.FromSeconds(1);
 
-    private static readonly string[] IgnoreCaseTypes = ["exact_match", "starts_with", "contains", "regex"];
+    private static IReadOnlyList<string> IgnoreCaseTypes { get; } = ["exact_match", "starts_with", "contains", "regex"];
 
     /// <summary>Longest stretch of an output or value quoted in a <see cref="AssertResult.Detail"/>.</summary>
     private const int QuoteLength = 80;

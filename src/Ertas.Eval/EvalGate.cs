@@ -163,7 +163,7 @@ public static class EvalGate
         var blocking = changes.Count(c => c.Blocking);
         if (blocking > 0)
             failures.Add(new GateFailure(ErrorCode.EvalRegression, overAllowance
-                ? $"{regressions.Count} case(s) passed in the baseline and fail now ({ordinary} allowed up to EvalMaxNewFailures={options.MaxNewFailures}, {regressions.Count - ordinary} critical)"
+                ? $"{regressions.Count} case(s) passed in the baseline and fail now: {ordinary} ordinary, more than EvalMaxNewFailures={options.MaxNewFailures} allows, and {regressions.Count - ordinary} critical"
                 : $"{blocking} critical case(s) passed in the baseline and fail now"));
 
         var summary = now.Summary;
@@ -185,9 +185,9 @@ public static class EvalGate
                 rows.Add(new MetricRow(metric, b, n, null, null));
             foreach (var rule in rules)
             {
-                // Absolute limits read the whole suite; drops and rises the shared cases.
-                var broken = rule.Min is not null || rule.Max is not null ? rule.Check(null, summary.Metric(metric)) : null;
-                broken ??= rule.Check(b, n);
+                // Absolute limits read the whole suite; drops and rises the cases both snapshots share unchanged.
+                var broken = rule.Check(null, summary.Metric(metric))
+                             ?? (baseline is null ? null : (rule with { Min = null, Max = null }).Check(b, n));
                 rows.Add(new MetricRow(metric, b, n, rule, broken));
                 if (broken is not null)
                     failures.Add(new GateFailure(ErrorCode.EvalRuleBroken, $"EvalRule {metric}: {broken}"));
@@ -237,8 +237,8 @@ public static class EvalGate
     public static string Why(CaseResult c)
     {
         if (c.IsMultipleChoice)
-            return c.Predicted is >= 0 && c.Answer is { } a && c.Choices is { } ch
-                ? $"chose \"{ch[c.Predicted.Value].Text}\", the answer is \"{ch[a].Text}\""
+            return c.PredictedText is { } chosen
+                ? $"chose \"{chosen}\", the answer is \"{c.AnswerText}\""
                 : "every choice scored the same";
         var details = c.Asserts?.Where(a => !a.Pass).Select(a => a.Detail ?? a.Type).ToList() ?? [];
         return $"output {Quote(c)}" + (details.Count > 0 ? $" ({string.Join("; ", details)})" : "");
@@ -247,7 +247,7 @@ public static class EvalGate
     private static string Quote(CaseResult c)
     {
         if (c.IsMultipleChoice)
-            return c.Predicted is >= 0 && c.Choices is { } ch ? $"\"{ch[c.Predicted.Value].Text}\"" : "(tie)";
+            return c.PredictedText is { } chosen ? $"\"{chosen}\"" : "(tie)";
         var text = (c.Output ?? "").ReplaceLineEndings(" ");
         return "\"" + (text.Length <= 80 ? text : text[..77] + "...") + "\"";
     }

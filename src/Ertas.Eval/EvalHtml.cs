@@ -127,9 +127,7 @@ public static class EvalHtml
         sb.Append("<p><b>").Append(label).Append(":</b> ").Append(c.Pass ? "pass" : "fail");
         if (c.IsMultipleChoice)
         {
-            sb.Append(", chose ").Append(c.Predicted is >= 0 && c.Choices is { } ch && c.Predicted < ch.Count
-                ? "<code>" + H(ch[c.Predicted.Value].Text) + "</code>"
-                : "nothing (tie)").Append("</p>\n");
+            sb.Append(", chose ").Append(c.PredictedText is { } chosen ? "<code>" + H(chosen) + "</code>" : "nothing (tie)").Append("</p>\n");
             Choices(sb, c);
             return;
         }
@@ -272,9 +270,9 @@ public static class EvalHtml
         sb.Append("<footer>\n<p>Models and runtime</p>\n<table class=\"runtime\">\n<thead><tr><th>quantization</th><th>sha256</th><th>runtime</th><th>decode</th></tr></thead>\n<tbody>\n");
         foreach (var q in report.Quants)
         {
-            sb.Append("<tr><td>").Append(H(q.Quantization)).Append("</td><td><code>").Append(H(Short(q.Now.Sha256))).Append("</code>");
+            sb.Append("<tr><td>").Append(H(q.Quantization)).Append("</td><td><code>").Append(H(EvalReport.Short(q.Now.Sha256))).Append("</code>");
             if (q.Baseline is not null && q.Baseline.Sha256 != q.Now.Sha256)
-                sb.Append(" (baseline <code>").Append(H(Short(q.Baseline.Sha256))).Append("</code>)");
+                sb.Append(" (baseline <code>").Append(H(EvalReport.Short(q.Baseline.Sha256))).Append("</code>)");
             sb.Append("</td><td>")
                 .Append(H(string.Join(", ", q.Now.Runtime.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key} {p.Value}"))))
                 .Append("</td><td>").Append(H(q.Now.Decode.Describe())).Append("</td></tr>\n");
@@ -370,7 +368,6 @@ public static class EvalHtml
         return text.StartsWith('-') && text.Trim('-', '0', '.').Length == 0 ? text[1..] : text;
     }
 
-    private static string Short(string sha256) => sha256.Length > 12 ? sha256[..12] : sha256;
 
     private static string F(double value)
     {

@@ -15,9 +15,6 @@ public sealed record LossPoint(int Step, double Loss);
 /// </summary>
 public sealed record EvalReport(string ModelName, IReadOnlyList<QuantComparison> Quants, IReadOnlyList<LossPoint>? LossCurve = null)
 {
-    /// <summary>Order of precision, best first: the matrix compares each quantization's first tokens with the best one's.</summary>
-    public static IReadOnlyList<string> PrecisionOrder { get; } =
-        ["F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_1", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_1", "Q4_0", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K"];
 
     public bool Failed => Quants.Any(q => q.Failed);
     public bool HasBaseline => Quants.Any(q => q.Baseline is not null);
@@ -59,11 +56,20 @@ public sealed record EvalReport(string ModelName, IReadOnlyList<QuantComparison>
         }
     }
 
-    public static int Rank(string quantization)
+    /// <summary>Precision, best first (fewer is better): the matrix compares each quantization's first tokens with the
+    /// best one's. Bits per weight of the mix's main type; K-quant mixes of one type order _L, _M, _S.</summary>
+    public static double Rank(string quantization)
     {
-        var i = ((List<string>)[.. PrecisionOrder]).IndexOf(quantization.ToUpperInvariant());
-        return i < 0 ? PrecisionOrder.Count : i;
+        if (!Ertas.Gguf.Mixes.QuantizationMixes.TryParse(quantization, out var mix))
+            return double.MaxValue;
+        var info = Ertas.Gguf.GgmlTypes.Info(mix.DefaultType);
+        var bits = 8.0 * info.BytesPerBlock / info.BlockSize;
+        var size = mix.Name[^1] switch { 'L' => 0.0, 'M' => 0.1, 'S' => 0.2, _ => 0.0 };
+        return -bits + size;
     }
+
+    /// <summary>The first 12 hex digits of a SHA-256, as the footers show it.</summary>
+    public static string Short(string sha) => sha.Length > 12 ? sha[..12] : sha;
 }
 
 /// <summary>
@@ -157,10 +163,10 @@ public static class EvalMarkdown
     {
         if (c.IsMultipleChoice)
         {
-            if (c.Predicted is not >= 0 || c.Choices is not { } ch)
+            if (c.Choices is not { } ch || c.Predicted is not { } p || p < 0 || p >= ch.Count)
                 return $"{(c.Pass ? "pass" : "fail")}, chose nothing (every choice scored the same)";
-            var byLength = c.PredictedNorm is { } n && n >= 0 && n != c.Predicted ? $" (by length: <code>{Html(ch[n].Text)}</code>)" : "";
-            return $"{(c.Pass ? "pass" : "fail")}, chose <code>{Html(ch[c.Predicted.Value].Text)}</code>{byLength}";
+            var byLength = c.PredictedNorm is { } n && n >= 0 && n < ch.Count && n != p ? $" (by length: <code>{Html(ch[n].Text)}</code>)" : "";
+            return $"{(c.Pass ? "pass" : "fail")}, chose <code>{Html(ch[p].Text)}</code>{byLength}";
         }
         var output = c.Output ?? "";
         if (output.Length > 500)
@@ -173,9 +179,9 @@ public static class EvalMarkdown
         var sb = new StringBuilder("<sub>");
         foreach (var q in report.Quants)
         {
-            sb.Append($"{q.Quantization}: <code>{q.Now.Sha256[..12]}</code>");
+            sb.Append($"{q.Quantization}: <code>{EvalReport.Short(q.Now.Sha256)}</code>");
             if (q.Baseline is not null && q.Baseline.Sha256 != q.Now.Sha256)
-                sb.Append($" (baseline <code>{q.Baseline.Sha256[..12]}</code>)");
+                sb.Append($" (baseline <code>{EvalReport.Short(q.Baseline.Sha256)}</code>)");
             sb.Append(" · ");
         }
         var first = report.Quants.FirstOrDefault()?.Now;

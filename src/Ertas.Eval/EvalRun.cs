@@ -43,6 +43,15 @@ public static class EvalRun
     /// <summary>Bumped when scoring changes meaning, so cached results from an older scorer are not reused.</summary>
     private const string ScorerVersion = "2";
 
+    /// <summary>The builds of the code that scores (asserts, templates, tokenizer): a rebuilt engine with a fixed bug
+    /// must not reuse results the old code cached, whether or not someone bumped <see cref="ScorerVersion"/>.</summary>
+    private static string ScorerBuild { get; } = string.Join(",",
+        new[] { typeof(EvalRun), typeof(ChatTemplates), typeof(DatasetDiagnostic) }.Select(t => t.Assembly.ManifestModule.ModuleVersionId));
+
+    /// <summary>Every id a case is scored from: the key then changes whenever the template or tokenizer encodes it otherwise.</summary>
+    private static string Ids(PreparedCase p) =>
+        string.Join(" ", p.Prompt) + " | " + string.Join(" / ", (p.ChoiceTokens ?? []).Select(c => string.Join(" ", c))) + " | " + string.Join(" ", p.IdealTokens ?? []);
+
     public static EvalRunResult Run(EvalRunOptions options, CancellationToken cancellationToken = default)
     {
         var diagnostics = new List<DatasetDiagnostic>();
@@ -51,11 +60,11 @@ public static class EvalRun
         // context is reported in the same round as every other problem.
         var cases = EvalSuiteReader.Read(options.Suites, diagnostics, cancellationToken);
         if (cases.Count == 0 && Errors(diagnostics) > 0)
-            return Stop(diagnostics, messages, "the eval suites have errors; nothing was scored");
+            return Stop(diagnostics, messages, "the eval suites have errors; nothing was scored", options.ProjectFile);
         if (cases.Count == 0)
         {
             diagnostics.Add(new DatasetDiagnostic(DiagnosticSeverity.Error, ErrorCode.EvalNoCases, options.ProjectFile ?? "ertas", 0, 0, "no eval cases"));
-            return Stop(diagnostics, messages, "nothing was scored");
+            return Stop(diagnostics, messages, "nothing was scored", options.ProjectFile);
         }
         var byId = cases.ToDictionary(c => c.Id, StringComparer.Ordinal);
         var suiteHash = Sha256Text(string.Join("\n", cases.Select(c => c.Hash).Order(StringComparer.Ordinal)));
@@ -74,22 +83,26 @@ public static class EvalRun
             // One model's encoding errors are every model's (they share the tokenizer): report them once.
             if (diagnostics.Count > before && models.Count > 0)
                 diagnostics.RemoveRange(before, diagnostics.Count - before);
-            models.Add((path, QuantizationOf(path, gguf), Sha256File(path, cancellationToken), prepared, tokenizer));
+            models.Add((path, QuantizationOf(path, gguf), "", prepared, tokenizer));
         }
         if (Errors(diagnostics) > 0)
-            return Stop(diagnostics, messages, "the eval suites have errors; nothing was scored");
+            return Stop(diagnostics, messages, "the eval suites have errors; nothing was scored", options.ProjectFile);
 
         var runtime = new Dictionary<string, string>
         {
             ["ertas"] = typeof(EvalRun).Assembly.GetName().Version?.ToString(3) ?? "0.0.0",
             ["llamasharp"] = LlamaCppEvaluator.RuntimeVersion,
         };
+        // Hashed only once every case is known to be valid: a 7B GGUF takes seconds to read.
+        for (var i = 0; i < models.Count; i++)
+            models[i] = models[i] with { Sha = Sha256File(models[i].Path, cancellationToken) };
         var cacheDirectory = Path.Combine(options.OutputDirectory, "cache");
         Directory.CreateDirectory(cacheDirectory);
         var comparisons = new List<QuantComparison>();
         foreach (var model in models)
         {
             var clock = Stopwatch.StartNew();
+            var errorsBeforeScoring = Errors(diagnostics);
             var results = new List<CaseResult>();
             var cached = 0;
             LlamaCppEvaluator? evaluator = null;
@@ -98,7 +111,8 @@ public static class EvalRun
                 foreach (var p in model.Cases)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    var key = Sha256Text($"ertas-eval {ScorerVersion}\n{model.Sha}\n{p.Case.Hash}\n{p.MaxTokens}\n{options.Decode}\n{options.Template}\n{string.Join(",", runtime.Select(r => r.Key + "=" + r.Value))}");
+                    var key = Sha256Text($"ertas-eval {ScorerVersion} {ScorerBuild}\n{model.Sha}\n{p.Case.Hash}\n{p.MaxTokens}\n{options.Decode}\n{options.Template}\n" +
+                                         $"{string.Join(",", runtime.Select(r => r.Key + "=" + r.Value))}\n{Ids(p)}");
                     var cacheFile = Path.Combine(cacheDirectory, key + ".json");
                     CaseResult? result = null;
                     if (File.Exists(cacheFile))
@@ -135,7 +149,7 @@ public static class EvalRun
                 SuiteHash = suiteHash,
                 Cases = results.OrderBy(r => r.Id, StringComparer.Ordinal).ToList(),
             };
-            comparisons.Add(Gate(options, snapshot, byId, diagnostics, messages, scoringFailed: Errors(diagnostics) > 0));
+            comparisons.Add(Gate(options, snapshot, byId, diagnostics, messages, scoringFailed: Errors(diagnostics) > errorsBeforeScoring));
             messages.Add($"eval {model.Quant}: {snapshot.Summary.Passed}/{snapshot.Summary.Cases} passed in {clock.Elapsed.TotalSeconds:F2} s ({cached} cached)");
         }
 
@@ -163,11 +177,14 @@ public static class EvalRun
         var project = options.ProjectFile ?? "ertas";
         if (baseline is null)
         {
-            if (scoringFailed)
+            // Without a baseline there are no regressions, but the pass-rate floor and absolute rule limits still hold.
+            var failures = EvalGate.Diagnostics(comparison, cases, project).Where(d => d.Severity == DiagnosticSeverity.Error).ToList();
+            diagnostics.AddRange(failures);
+            if (scoringFailed || failures.Count > 0)
             {
-                // Results with errors (tied choices) are never a baseline.
+                // Results with errors (tied choices, a broken floor) are never a baseline.
                 AtomicFile.WriteAllText(received, json);
-                messages.Add($"eval {now.Quantization}: no baseline written, since scoring reported errors; wrote {received}");
+                messages.Add($"eval {now.Quantization}: no baseline written, since the results have errors; wrote {received}");
             }
             else if (options.Gate.Ci)
             {
@@ -185,7 +202,8 @@ public static class EvalRun
             return comparison;
         }
         diagnostics.AddRange(EvalGate.Diagnostics(comparison, cases, project));
-        if (File.ReadAllText(verified) == json)
+        // A checkout with CRLF line ends (git autocrlf) holds the same snapshot.
+        if (File.ReadAllText(verified).ReplaceLineEndings("\n") == json)
         {
             File.Delete(received);
             return comparison;
@@ -207,9 +225,13 @@ public static class EvalRun
         {
             var name = Path.GetFileName(received);
             var stem = name[..^".received.json".Length];
-            if (quantization is not null && !stem.EndsWith("." + quantization, StringComparison.OrdinalIgnoreCase))
+            // NAME.QUANT exactly: model "Tiny" must not accept "Tiny.Chat.Q8_0".
+            var dot = stem.LastIndexOf('.');
+            if (dot < 0)
                 continue;
-            if (model is not null && !stem.StartsWith(model + ".", StringComparison.Ordinal))
+            if (quantization is not null && !string.Equals(stem[(dot + 1)..], quantization, StringComparison.OrdinalIgnoreCase))
+                continue;
+            if (model is not null && stem[..dot] != model)
                 continue;
             var verified = Path.Combine(directory, stem + ".verified.json");
             File.Move(received, verified, overwrite: true);
@@ -224,14 +246,11 @@ public static class EvalRun
     {
         var stem = Path.GetFileNameWithoutExtension(path);
         var dot = stem.LastIndexOf('.');
-        if (dot >= 0 && EvalReport.PrecisionOrder.Contains(stem[(dot + 1)..].ToUpperInvariant()))
-            return stem[(dot + 1)..].ToUpperInvariant();
-        if (gguf.Reader.TryGet(Keys.General.FileType, out var entry) && entry.Value is uint fileType && Enum.IsDefined((LlamaFileType)fileType))
-            return (LlamaFileType)fileType switch
-            {
-                LlamaFileType.AllF32 => "F32",
-                var t => t.ToString().Replace("Mostly", "", StringComparison.Ordinal),
-            };
+        if (dot >= 0 && Gguf.Mixes.QuantizationMixes.TryParse(stem[(dot + 1)..], out var named))
+            return named.Name;
+        if (gguf.Reader.TryGet(Keys.General.FileType, out var entry) && entry.Value is uint fileType
+            && Gguf.Mixes.QuantizationMixes.ForFileType((LlamaFileType)fileType) is { } mix)
+            return mix.Name;
         return stem;
     }
 
@@ -249,7 +268,7 @@ public static class EvalRun
                 if (root.TryGetProperty("step", out var step) && root.TryGetProperty("loss", out var loss) && loss.ValueKind == JsonValueKind.Number)
                     points.Add(new LossPoint(step.GetInt32(), loss.GetDouble()));
             }
-            catch (JsonException)
+            catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException)
             {
                 // metrics.jsonl is ours; a torn last line of a killed run is simply not plotted.
             }
@@ -259,10 +278,10 @@ public static class EvalRun
 
     private static int Errors(List<DatasetDiagnostic> diagnostics) => diagnostics.Count(d => d.Severity == DiagnosticSeverity.Error);
 
-    private static EvalRunResult Stop(List<DatasetDiagnostic> diagnostics, List<string> messages, string why)
+    private static EvalRunResult Stop(List<DatasetDiagnostic> diagnostics, List<string> messages, string why, string? projectFile)
     {
         var files = diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error).Select(d => d.File).Distinct().ToList();
-        diagnostics.Add(new DatasetDiagnostic(DiagnosticSeverity.Error, ErrorCode.EvalSuiteHasErrors, files.Count == 1 ? files[0] : "ertas", 0, 0,
+        diagnostics.Add(new DatasetDiagnostic(DiagnosticSeverity.Error, ErrorCode.EvalSuiteHasErrors, files.Count == 1 ? files[0] : projectFile ?? "ertas", 0, 0,
             $"{Errors(diagnostics)} error(s); {why}"));
         return new EvalRunResult(null, diagnostics, messages);
     }

@@ -104,10 +104,11 @@ public static class EvalScorer
                 var logProbs = model.ContinuationLogProbs(context, p.ChoiceTokens[i], cancellationToken);
                 scores.Add(new ChoiceScore(c.Choices![i], logProbs.Sum(), p.ChoiceTokens[i].Length));
             }
-            scores = scores.Select(s => s with { LogProb = EvalSnapshot.Round(s.LogProb) }).ToList();
+            // Picks and ties come from the exact sums; only what is stored is rounded. On a partial tie the lower index wins.
             var predicted = ArgMax(scores.Select(s => s.LogProb).ToArray());
             var predictedNorm = ArgMax(scores.Select((s, i) => s.LogProb / c.Choices![i].Length).ToArray());
             var tied = scores.All(s => s.LogProb == scores[0].LogProb);
+            scores = scores.Select(s => s with { LogProb = EvalSnapshot.Round(s.LogProb) }).ToList();
             if (tied)
                 diagnostics.Add(new DatasetDiagnostic(DiagnosticSeverity.Error, ErrorCode.EvalChoicesTied, c.File, c.Line, 0,
                     $"case \"{c.Id}\": every choice scores the same ({EvalSnapshot.Format(scores[0].LogProb)}), so the model cannot tell them apart; " +

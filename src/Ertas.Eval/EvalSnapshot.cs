@@ -34,6 +34,10 @@ public sealed record CaseResult
     public int? PredictedNorm { get; init; }
 
     public bool IsMultipleChoice => Choices is not null;
+    /// <summary>The chosen choice's text; null for a tie or an index a hand-edited snapshot got wrong.</summary>
+    public string? PredictedText => ChoiceText(Predicted);
+    public string? AnswerText => ChoiceText(Answer);
+    private string? ChoiceText(int? index) => Choices is { } ch && index is { } i && i >= 0 && i < ch.Count ? ch[i].Text : null;
     public double? Acc => IsMultipleChoice ? (Predicted == Answer ? 1 : 0) : null;
     public double? AccNorm => IsMultipleChoice ? (PredictedNorm == Answer ? 1 : 0) : null;
     public bool IsCritical => Tags.Contains(EvalTags.Critical, StringComparer.Ordinal);
@@ -238,6 +242,9 @@ public sealed record EvalSnapshot
         if ((int?)o["schema"] != SchemaVersion)
             throw new FormatException($"schema {o["schema"]?.ToJsonString() ?? "missing"}, expected {SchemaVersion}");
         var decode = o["decode"]!.AsObject();
+        var cases = o["cases"]!.AsArray().Select(c => ReadCase(c!.AsObject())).ToList();
+        if (cases.GroupBy(c => c.Id, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { } duplicate)
+            throw new FormatException($"case id \"{duplicate.Key}\" appears {duplicate.Count()} times (a bad merge?)");
         return new EvalSnapshot
         {
             Model = (string)o["model"]!,
@@ -247,7 +254,7 @@ public sealed record EvalSnapshot
             Runtime = o["runtime"]!.AsObject().ToDictionary(p => p.Key, p => (string)p.Value!),
             Decode = new DecodeSettings((int)decode["context"]!, (int)decode["batch"]!, (int)decode["threads"]!, (int)decode["max_tokens"]!),
             SuiteHash = (string)o["suite_hash"]!,
-            Cases = o["cases"]!.AsArray().Select(c => ReadCase(c!.AsObject())).ToList(),
+            Cases = cases,
         };
     }
 

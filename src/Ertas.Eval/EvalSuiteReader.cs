@@ -18,7 +18,7 @@ public sealed class EvalSuiteReader
     public static IReadOnlyList<string> Keys { get; } =
         ["id", "messages", "prompt", "ideal", "assert", "tags", "max_tokens", "choices", "answer", "threshold"];
 
-    private static readonly string[] AssertKeys = ["type", "value", "weight", "threshold", "ignore_case"];
+    private static IReadOnlyList<string> AssertKeys { get; } = ["type", "value", "weight", "threshold", "ignore_case"];
 
     private readonly List<DatasetDiagnostic> _diagnostics;
     private readonly Dictionary<string, (string File, int Line)> _ids = new(StringComparer.Ordinal);
@@ -95,7 +95,8 @@ public sealed class EvalSuiteReader
         try
         {
             shape = JsonLineParser.Parse(line);
-            node = JsonNode.Parse(line);
+            // Duplicate keys are an error here, as in strict JSON readers: otherwise one of the two values wins silently.
+            node = JsonNode.Parse(line, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false });
         }
         catch (JsonException e)
         {

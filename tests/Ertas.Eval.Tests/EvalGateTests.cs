@@ -117,6 +117,17 @@ public sealed class EvalGateTests
     }
 
     [Fact]
+    public void ARulesMinimum_ReadsTheWholeSuite_WhileItsDropReadsTheSharedCases()
+    {
+        // Shared: p1 (right). New: p2, p3 (wrong). acc over the whole suite is 1/3; over the shared cases 1.
+        var baseline = Snapshot(Choice("p1", 0, 0));
+        var now = Snapshot(Choice("p1", 0, 0), Choice("p2", 1, 1), Choice("p3", 1, 1));
+        Assert.False(EvalGate.Compare(baseline, now, new GateOptions(Rules: [EvalRule.Parse("acc:min=0.3,max_drop=0")])).Failed);
+        var broken = EvalGate.Compare(baseline, now, new GateOptions(Rules: [EvalRule.Parse("acc:min=0.5")]));
+        Assert.Equal("acc is 0.3333, below the minimum 0.5", broken.Metrics.Single(m => m.Metric == "acc").Broken);
+    }
+
+    [Fact]
     public void RuleText_ParsesEveryLimit_AndRejectsUnknownMetricsAndLimits()
     {
         Assert.Equal(new EvalRule("acc", MaxDrop: 0.1, Min: 0.5), EvalRule.Parse("acc:max_drop=0.1,min=0.5"));

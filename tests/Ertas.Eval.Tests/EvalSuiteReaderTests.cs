@@ -89,6 +89,14 @@ public sealed class EvalSuiteReaderTests
     }
 
     [Fact]
+    public void ADuplicateKey_IsInvalidJsonAtItsLine_NotAStackTrace()
+    {
+        var (cases, diagnostics) = Read("""{"id":"a","id":"b","prompt":"Hi","ideal":"x"}""" + "\n" + """{"id":"c","prompt":"Hi","assert":[{"type":"json_match","value":{"k":1,"k":2}}]}""");
+        Assert.Empty(cases);
+        Assert.Equal([(ErrorCode.EvalInvalidJson, 1), (ErrorCode.EvalInvalidJson, 2)], diagnostics.Select(d => (d.Code, d.Line)));
+    }
+
+    [Fact]
     public void Ids_AreUniqueAcrossTheProjectsSuites()
     {
         using var folder = new TempDirectory();

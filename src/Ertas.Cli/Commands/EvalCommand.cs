@@ -77,14 +77,15 @@ public sealed class EvalCommand : ICommand
     {
         if (args.Get("--min-pass-rate") is not { } text)
             return 0;
-        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var rate) || rate is < 0 or > 1)
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var rate) || !(rate is >= 0 and <= 1))
             throw new ErtasException(ErrorCode.InvalidArgument, $"--min-pass-rate expects a number between 0 and 1, got '{text}'");
         return rate;
     }
 
     /// <summary>CI=true as GitHub Actions, GitLab and most runners set it.</summary>
     internal static bool IsCi() =>
-        Environment.GetEnvironmentVariable("CI") is { } ci && (ci.Equals("true", StringComparison.OrdinalIgnoreCase) || ci == "1");
+        Environment.GetEnvironmentVariable("CI") is { } ci && (ci.Equals("true", StringComparison.OrdinalIgnoreCase) || ci == "1")
+        || string.Equals(Environment.GetEnvironmentVariable("TF_BUILD"), "true", StringComparison.OrdinalIgnoreCase); // Azure Pipelines
 }
 
 /// <summary><c>ertas eval accept</c>: received snapshots become the verified baseline.</summary>
@@ -105,8 +106,11 @@ public sealed class EvalAcceptCommand : ICommand
     {
         var directory = args.Positionals.Count > 0 ? args.Positionals[0] : "evals";
         var accepted = EvalRun.Accept(directory, args.Get("--name"), args.Get("--quantization"));
+        if (accepted.Count == 0 && args.Get("--quantization") is { } quantization)
+            throw new ErtasException(ErrorCode.InvalidArgument,
+                $"no received snapshot for {quantization} in {directory}: is the name right (one of the model's quantizations), and did a build write one?");
         if (accepted.Count == 0)
-            context.Error.WriteLine($"eval accept: nothing to accept in {directory} (no *.received.json{(args.Get("--quantization") is { } q ? " for " + q : "")})");
+            context.Error.WriteLine($"eval accept: nothing to accept in {directory} (no *.received.json)");
         foreach (var file in accepted)
             context.Error.WriteLine($"eval accept: {file}");
         return 0;
