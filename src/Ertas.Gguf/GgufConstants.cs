@@ -47,6 +47,11 @@ public static class Keys
         public const string Type = "general.type";
         public const string Name = "general.name";
         public const string Version = "general.version";
+        public const string Description = "general.description";
+        public const string License = "general.license";
+        public const string BaseModelCount = "general.base_model.count";
+        /// <summary><c>general.base_model.{id}.name</c>: what the model was fine-tuned from (gguf-py's metadata).</summary>
+        public static string BaseModelName(int index) => $"general.base_model.{index}.name";
         public const string FileType = "general.file_type";
         public const string QuantizationVersion = "general.quantization_version";
         public const string Alignment = "general.alignment";

@@ -15,6 +15,12 @@ public sealed record GgufExportOptions
     /// <summary><c>general.version</c>, written only when given.</summary>
     public string? Version { get; init; }
 
+    /// <summary><c>general.description</c>, <c>general.license</c> (an SPDX id such as apache-2.0) and the model it was
+    /// fine-tuned from (<c>general.base_model.0.name</c>), each written only when given, where gguf-py writes them.</summary>
+    public string? Description { get; init; }
+    public string? License { get; init; }
+    public string? BaseModelName { get; init; }
+
     /// <summary><c>llama.context_length</c>; null means the config's max_position_embeddings.</summary>
     public int? ContextLength { get; init; }
 
@@ -153,6 +159,15 @@ public static class GgufExporter
         writer.AddString(Keys.General.Name, options.ModelName);
         if (options.Version is { } version)
             writer.AddString(Keys.General.Version, version);
+        if (options.Description is { } description)
+            writer.AddString(Keys.General.Description, description);
+        if (options.License is { } license)
+            writer.AddString(Keys.General.License, license);
+        if (options.BaseModelName is { } baseModel)
+        {
+            writer.AddUInt32(Keys.General.BaseModelCount, 1);
+            writer.AddString(Keys.General.BaseModelName(0), baseModel);
+        }
 
         writer.AddUInt32(K(Keys.LLM.BlockCount), (uint)config.NumHiddenLayers);
         writer.AddUInt32(K(Keys.LLM.ContextLength), (uint)(options.ContextLength ?? config.MaxPositionEmbeddings));

@@ -124,14 +124,16 @@ public sealed class PackedSdk : IDisposable
     }
 
     /// <summary><c>dotnet build</c> (or another verb) with plain console logging at normal verbosity.</summary>
-    public ProcessResult Dotnet(string directory, string verb, string extra = "", int timeoutSeconds = 600) =>
-        Run(directory, "dotnet", $"{verb} -tl:off -v:n -nologo -nodeReuse:false {extra}", timeoutSeconds);
+    public ProcessResult Dotnet(string directory, string verb, string extra = "", int timeoutSeconds = 600,
+        IReadOnlyDictionary<string, string>? environment = null) =>
+        Run(directory, "dotnet", $"{verb} -tl:off -v:n -nologo -nodeReuse:false {extra}", timeoutSeconds, environment: environment);
 
     /// <summary>Runs a process the way a user's shell would; <paramref name="privatePackages"/> points NuGet at this
     /// fixture's own packages folder (the user's builds), else the environment's (the repository's).</summary>
-    public ProcessResult Run(string directory, string fileName, string arguments, int timeoutSeconds, bool privatePackages = true)
+    public ProcessResult Run(string directory, string fileName, string arguments, int timeoutSeconds, bool privatePackages = true,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
-        using var running = Start(directory, fileName, arguments, privatePackages);
+        using var running = Start(directory, fileName, arguments, privatePackages, environment);
         return running.WaitForExit(TimeSpan.FromSeconds(timeoutSeconds));
     }
 
@@ -139,7 +141,8 @@ public sealed class PackedSdk : IDisposable
     public RunningProcess StartDotnet(string directory, string verb, string extra = "") =>
         Start(directory, "dotnet", $"{verb} -tl:off -v:n -nologo -nodeReuse:false {extra}", privatePackages: true);
 
-    private RunningProcess Start(string directory, string fileName, string arguments, bool privatePackages)
+    private RunningProcess Start(string directory, string fileName, string arguments, bool privatePackages,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo(fileName, arguments)
         {
@@ -161,6 +164,8 @@ public sealed class PackedSdk : IDisposable
         start.Environment["DOTNET_SKIP_FIRST_TIME_EXPERIENCE"] = "1";
         start.Environment["DOTNET_CLI_DO_NOT_USE_MSBUILD_SERVER"] = "1";
         start.Environment["MSBUILDDISABLENODEREUSE"] = "1";
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+            start.Environment[key] = value;
         return new RunningProcess(start);
     }
 

@@ -101,4 +101,82 @@ public sealed partial class SdkBuildTests
         Assert.NotEqual(0, suite.ExitCode);
         Assert.Matches(@"basics\.jsonl\(5,\d+\): error ERTAS9007: assert 0 \(regex\):", suite.Output);
     }
+
+    [Fact]
+    public void TheSample_AsCommitted_BuildsWithoutAnEvalError()
+    {
+        // What the README's first command does: the committed baselines are the gate. On this machine class the
+        // results are expected to equal them; a CPU whose floats differ may write received files, never fail.
+        var project = sdk.CopyOfSample();
+        var built = sdk.Dotnet(project, "build").EnsureSuccess();
+        Assert.Contains("eval", built.Stages);
+        Assert.DoesNotContain("error ERTAS9", built.Output);
+        Assert.Equal(2, Directory.GetFiles(Path.Combine(project, "evals"), "TinyMistral.*.verified.json").Length);
+
+        // The shipped GGUF, chatted with through llama.cpp as a user would: the trained answer to a trained question.
+        var engine = Path.Combine(project, "obj", "ertas", "engine", "cpu", "ertas.dll");
+        var chat = sdk.Run(project, "dotnet", $"{engine} chat {Path.Combine(project, "bin", "Debug", "TinyMistral-1.0.0.Q8_0.gguf")} " +
+                                             "--message \"What is the capital of France?\" --threads 2", 120);
+        Assert.True(chat.ExitCode == 0, chat.Output);
+        Assert.Contains("The capital of France is Paris.", chat.Output);
+    }
+
+    [Fact]
+    public void EvalSettings_ThroughTheBuild_ASubsetOfGgufs_OneEditedCaseScoredAlone_ARuleAndCiFromTheEnvironment()
+    {
+        var project = sdk.CopyOfBuiltProject();
+        EditProject(project, "Capitals", p => p.Replace("<Seed>42</Seed>", "<Seed>42</Seed>\n    <EvalQuantizations>Q8_0</EvalQuantizations>"));
+        var subset = sdk.Dotnet(project, "build").EnsureSuccess();
+        Assert.Equal(["eval"], subset.Stages);
+        Assert.Matches(@"eval Q8_0: \d/4 passed in", subset.Output);
+        Assert.DoesNotContain("eval Q4_K_M", subset.Output);
+
+        // One edited case: only it is scored again; the other three come from the result cache.
+        var suite = Path.Combine(project, "evals", "basics.jsonl");
+        File.WriteAllText(suite, File.ReadAllText(suite).Replace("What is QLoRA?", "What is QLoRA, briefly?"));
+        var edited = sdk.Dotnet(project, "build").EnsureSuccess();
+        Assert.Equal(["eval"], edited.Stages);
+        Assert.Contains("(3 cached)", edited.Output);
+
+        EditProject(project, "Capitals", p => p.Replace("<EvalSuite Include=\"evals/*.jsonl\" />",
+            "<EvalSuite Include=\"evals/*.jsonl\" />\n    <EvalRule Include=\"pass_rate\" Min=\"1\" />"));
+        var rule = sdk.Dotnet(project, "build");
+        Assert.NotEqual(0, rule.ExitCode);
+        Assert.Matches(@"Capitals\.ertasproj : error ERTAS9203: Q8_0: EvalRule pass_rate: pass_rate is [\d.]+, below the minimum 1", rule.Output);
+
+        EditProject(project, "Capitals", p => p.Replace("\n    <EvalRule Include=\"pass_rate\" Min=\"1\" />", ""));
+        File.Delete(Path.Combine(project, "evals", "Capitals.Q8_0.verified.json"));
+        var ci = sdk.Dotnet(project, "build", environment: new Dictionary<string, string> { ["CI"] = "true" });
+        Assert.NotEqual(0, ci.ExitCode);
+        Assert.Contains("error ERTAS9204: Q8_0: no eval baseline", ci.Output);
+    }
+}
+
+/// <summary>What the served model says about itself: GGUF metadata and the Modelfile's SYSTEM.</summary>
+public sealed partial class SdkBuildTests
+{
+    [Fact]
+    public void ModelDescriptionLicenseAndSystemPrompt_ReachTheGgufMetadataAndTheModelfile_WithoutRetraining()
+    {
+        var project = sdk.CopyOfBuiltProject();
+        EditProject(project, "Capitals", p => p.Replace("<Seed>42</Seed>", """
+            <Seed>42</Seed>
+                <ModelDescription>Answers questions about Ertas; briefly.</ModelDescription>
+                <ModelLicense>apache-2.0</ModelLicense>
+                <SystemPrompt>You are the Ertas support bot.</SystemPrompt>
+            """));
+        var built = sdk.Dotnet(project, "build").EnsureSuccess();
+        Assert.Equal(["merge", "quantize Q8_0", "quantize Q4_K_M", "eval"], built.Stages);
+        foreach (var quant in new[] { "Q8_0", "Q4_K_M" })
+        {
+            using var gguf = new Ertas.Gguf.GgufReader(Output(project, $"Capitals-1.0.0.{quant}.gguf"));
+            Assert.Equal("Answers questions about Ertas; briefly.", gguf.GetString("general.description"));
+            Assert.Equal("apache-2.0", gguf.GetString("general.license"));
+            Assert.Equal(1u, gguf.GetUInt32("general.base_model.count"));
+            Assert.Equal("ertas-tiny", gguf.GetString("general.base_model.0.name"));
+        }
+        using (var model = Ertas.TestSupport.LlamaCppModel.Load(Output(project, "Capitals-1.0.0.Q8_0.gguf"), contextSize: 64))
+            Assert.Equal("apache-2.0", model.Metadata("general.license"));
+        Assert.Contains("SYSTEM \"\"\"You are the Ertas support bot.\"\"\"\n", File.ReadAllText(Output(project, "Modelfile")));
+    }
 }

@@ -25,6 +25,9 @@ public sealed class MergeCommand : ICommand
             "checkpoint's weights (plain LoRA). Default: from ertas_adapter.json, else nf4.", "KIND"),
         new("--name", "general.name (default: the adapter folder's name).", "NAME"),
         VersionOption.Spec,
+        new("--description", "general.description of the GGUF.", "TEXT"),
+        new("--license", "general.license of the GGUF (an SPDX id, e.g. apache-2.0).", "ID"),
+        new("--base-model-name", "general.base_model.0.name: the model this one was fine-tuned from (default: the base folder's name).", "NAME"),
         new("--threads", "Threads for the merge and quantization (default: all cores); the output does not depend on it.", "N"),
         new("--force", "Overwrite an existing output."),
     ];
@@ -73,6 +76,9 @@ public sealed class MergeCommand : ICommand
             {
                 ModelName = args.Get("--name") ?? Path.GetFileName(Path.GetFullPath(adapterFolder).TrimEnd(Path.DirectorySeparatorChar)),
                 Version = version,
+                Description = args.Get("--description"),
+                License = args.Get("--license"),
+                BaseModelName = args.Get("--base-model-name") ?? Path.GetFileName(Path.GetFullPath(baseFolder).TrimEnd(Path.DirectorySeparatorChar)),
                 Threads = threads,
             };
             result = AdapterMerger.MergeToGguf(baseFolder, adapterFolder, output, mix, options, exportOptions, context.Cancellation);
