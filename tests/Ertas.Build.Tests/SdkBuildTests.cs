@@ -13,7 +13,7 @@ namespace Ertas.Build.Tests;
 /// </summary>
 public sealed partial class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
 {
-    private static readonly string[] FullPipeline = ["base", "train", "merge", "quantize Q8_0", "quantize Q4_K_M", "adapter-gguf", "eval"];
+    private static readonly string[] FullPipeline = ["base", "train", "merge", "quantize Q8_0", "quantize Q4_K_M", "adapter-gguf", "base-gguf", "eval"];
 
     private static string Output(string project, string file) => Path.Combine(project, "bin", "Debug", file);
 
@@ -37,6 +37,12 @@ public sealed partial class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedS
         using (var adapter = new Ertas.Gguf.GgufReader(Output(project, "Capitals-1.0.0.lora.gguf")))
             Assert.Equal(("Capitals", "1.0.0", "adapter"), (adapter.GetString("general.name"), adapter.GetString("general.version"), adapter.GetString("general.type")));
 
+        // The adapter's Modelfile: the LoRA GGUF over the base exported beside it, which llama.cpp loads and applies.
+        var adapterModelfile = File.ReadAllText(Output(project, "Modelfile.adapter"));
+        Assert.Contains("FROM ./Capitals-1.0.0.base.Q8_0.gguf\nADAPTER ./Capitals-1.0.0.lora.gguf\n", adapterModelfile);
+        using (var withAdapter = LlamaCppModel.Load(Output(project, "Capitals-1.0.0.base.Q8_0.gguf"), contextSize: 64, loraAdapter: Output(project, "Capitals-1.0.0.lora.gguf")))
+            Assert.NotEmpty(withAdapter.Greedy(withAdapter.Tokenize(" [INST] What is LoRA? [/INST]", addBos: true), 4, stopId: 2).Ids);
+
         var modelfile = File.ReadAllText(Output(project, "Modelfile"));
         Assert.Contains("FROM ./Capitals-1.0.0.Q8_0.gguf\n", modelfile);
         Assert.Contains("TEMPLATE \"\"\"" + Ertas.Mistral.Templates.ChatTemplates.MistralV1Ollama + "\"\"\"\n", modelfile);
@@ -48,7 +54,7 @@ public sealed partial class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedS
         Assert.Equal(42, root.GetProperty("seed").GetInt32());
         Assert.Equal("16", root.GetProperty("settings").GetProperty("LoraRank").GetString());
         var outputs = root.GetProperty("outputs").EnumerateArray().ToDictionary(o => o.GetProperty("path").GetString()!, o => o.GetProperty("sha256").GetString());
-        Assert.Equal(["Capitals-1.0.0.Q4_K_M.gguf", "Capitals-1.0.0.Q8_0.gguf", "Capitals-1.0.0.lora.gguf", "Modelfile"], outputs.Keys);
+        Assert.Equal(["Capitals-1.0.0.Q4_K_M.gguf", "Capitals-1.0.0.Q8_0.gguf", "Capitals-1.0.0.base.Q8_0.gguf", "Capitals-1.0.0.lora.gguf", "Modelfile", "Modelfile.adapter"], outputs.Keys);
         Assert.Equal(Sha256(Output(project, "Capitals-1.0.0.Q8_0.gguf")), outputs["Capitals-1.0.0.Q8_0.gguf"]);
         Assert.Contains(root.GetProperty("inputs").EnumerateArray(), i => i.GetProperty("path").GetString() == "data/train.jsonl"
             && i.GetProperty("sha256").GetString() == Sha256(Path.Combine(project, "data", "train.jsonl")));
@@ -192,7 +198,7 @@ public sealed partial class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedS
         // The first clean build is the shared one; the second runs in another folder, after dotnet clean.
         var (original, _) = sdk.BuiltProject;
         var project = sdk.CopyOfBuiltProject();
-        var files = new[] { "Capitals-1.0.0.Q8_0.gguf", "Capitals-1.0.0.Q4_K_M.gguf", "Capitals-1.0.0.lora.gguf", "ertas.lock.json", "Modelfile" };
+        var files = new[] { "Capitals-1.0.0.Q8_0.gguf", "Capitals-1.0.0.Q4_K_M.gguf", "Capitals-1.0.0.lora.gguf", "Capitals-1.0.0.base.Q8_0.gguf", "ertas.lock.json", "Modelfile", "Modelfile.adapter" };
 
         var foreign = Output(project, "Other-1.0.0.Q8_0.gguf"); // another project's model in the same folder
         File.WriteAllText(foreign, "not ours");
@@ -229,7 +235,7 @@ public sealed partial class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedS
         var project = sdk.NewProject("FromFolder", $"--base-model {first} --quantizations Q8_0");
         EditProject(project, "FromFolder", p => p.Replace("<Epochs>3</Epochs>", "<MaxSteps>2</MaxSteps>"));
         var result = sdk.Dotnet(project, "build").EnsureSuccess();
-        Assert.Equal(["train", "merge", "quantize Q8_0", "adapter-gguf", "eval"], result.Stages);
+        Assert.Equal(["train", "merge", "quantize Q8_0", "adapter-gguf", "base-gguf", "eval"], result.Stages);
 
         using (var lockJson = JsonDocument.Parse(File.ReadAllBytes(Output(project, "ertas.lock.json"))))
         {
@@ -344,7 +350,7 @@ public sealed partial class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedS
 
         var resumed = sdk.Dotnet(project, "build").EnsureSuccess();
         Assert.Matches(@"train: resumed from step \d+ of 60", resumed.Output);
-        Assert.Equal(["train", "merge", "quantize Q8_0", "adapter-gguf", "eval"], resumed.Stages);
+        Assert.Equal(["train", "merge", "quantize Q8_0", "adapter-gguf", "base-gguf", "eval"], resumed.Stages);
         Assert.False(Directory.Exists(checkpoints), "a finished training keeps no checkpoints");
         foreach (var file in new[] { "Resumable-1.0.0.Q8_0.gguf", "Resumable-1.0.0.lora.gguf" })
             Assert.True(File.ReadAllBytes(Output(uninterrupted, file)).AsSpan().SequenceEqual(File.ReadAllBytes(Output(project, file))),

@@ -27,7 +27,7 @@ public sealed class MergeCommand : ICommand
         VersionOption.Spec,
         new("--description", "general.description of the GGUF.", "TEXT"),
         new("--license", "general.license of the GGUF (an SPDX id, e.g. apache-2.0).", "ID"),
-        new("--base-model-name", "general.base_model.0.name: the model this one was fine-tuned from (default: the base folder's name).", "NAME"),
+        new("--base-model-name", "general.base_model.0.name: the model this one was fine-tuned from (not written unless given).", "NAME"),
         new("--threads", "Threads for the merge and quantization (default: all cores); the output does not depend on it.", "N"),
         new("--force", "Overwrite an existing output."),
     ];
@@ -78,7 +78,7 @@ public sealed class MergeCommand : ICommand
                 Version = version,
                 Description = args.Get("--description"),
                 License = args.Get("--license"),
-                BaseModelName = args.Get("--base-model-name") ?? Path.GetFileName(Path.GetFullPath(baseFolder).TrimEnd(Path.DirectorySeparatorChar)),
+                BaseModelName = args.Get("--base-model-name"),
                 Threads = threads,
             };
             result = AdapterMerger.MergeToGguf(baseFolder, adapterFolder, output, mix, options, exportOptions, context.Cancellation);
