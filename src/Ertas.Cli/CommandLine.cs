@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text;
 using Ertas.Core;
 
 namespace Ertas.Cli;
@@ -11,14 +10,15 @@ public sealed record OptionSpec(string Name, string Help, string? ValueName = nu
 }
 
 /// <summary>
-/// The parsed command line of one verb. Hand-written rather than System.CommandLine so that every bad input
-/// is exactly one line in MSBuild's error format, which the build tasks forward verbatim.
+/// The parsed command line of one verb, as its <see cref="ICommand.Run"/> reads it: the option values by name (in the
+/// order given) and the positionals. System.CommandLine does the parsing (<see cref="VerbCommand"/>); this keeps the
+/// verbs' own reading of values, and their messages, in one place.
 /// </summary>
 public sealed class ParsedArgs
 {
-    private readonly Dictionary<string, List<string>> _values;
+    private readonly IReadOnlyDictionary<string, IReadOnlyList<string>> _values;
 
-    private ParsedArgs(Dictionary<string, List<string>> values, IReadOnlyList<string> positionals)
+    internal ParsedArgs(IReadOnlyDictionary<string, IReadOnlyList<string>> values, IReadOnlyList<string> positionals)
     {
         _values = values;
         Positionals = positionals;
@@ -59,63 +59,14 @@ public sealed class ParsedArgs
         return v;
     }
 
+    /// <summary>
+    /// One verb's arguments (without the verb's words) parsed as <c>ertas</c> parses them, for callers that run a
+    /// verb directly; the first problem is thrown as the <see cref="ErtasException"/> the CLI would print.
+    /// </summary>
     public static ParsedArgs Parse(IReadOnlyList<string> args, IReadOnlyList<OptionSpec> options, int maxPositionals)
     {
-        var byName = options.ToDictionary(o => o.Name, StringComparer.Ordinal);
-        var values = new Dictionary<string, List<string>>(StringComparer.Ordinal);
-        var positionals = new List<string>();
-        for (var i = 0; i < args.Count; i++)
-        {
-            var arg = args[i];
-            if (arg.StartsWith("--", StringComparison.Ordinal) && arg.Length > 2)
-            {
-                string name = arg;
-                string? inline = null;
-                var eq = arg.IndexOf('=');
-                if (eq > 0) { name = arg[..eq]; inline = arg[(eq + 1)..]; }
-                if (!byName.TryGetValue(name, out var spec))
-                    throw new ErtasException(ErrorCode.InvalidArgument,
-                        $"unknown option {name}; valid options: {string.Join(", ", options.Select(o => o.Name))}");
-                string value;
-                if (spec.IsFlag)
-                {
-                    if (inline is not null)
-                        throw new ErtasException(ErrorCode.InvalidArgument, $"{name} is a flag and takes no value");
-                    value = "true";
-                }
-                else if (inline is not null) value = inline;
-                else if (i + 1 < args.Count) value = args[++i];
-                else throw new ErtasException(ErrorCode.MissingArgument, $"{name} expects a value ({spec.ValueName})");
-                if (values.TryGetValue(name, out var list))
-                {
-                    if (!spec.Repeatable)
-                        throw new ErtasException(ErrorCode.InvalidArgument, $"{name} given more than once");
-                    list.Add(value);
-                }
-                else values[name] = [value];
-            }
-            else
-            {
-                if (positionals.Count >= maxPositionals)
-                    throw new ErtasException(ErrorCode.InvalidArgument, $"unexpected argument '{arg}'");
-                positionals.Add(arg);
-            }
-        }
-        foreach (var spec in options.Where(o => o.Required))
-            if (!values.ContainsKey(spec.Name))
-                throw new ErtasException(ErrorCode.MissingArgument, $"missing required option {spec.Name} ({spec.ValueName})");
-        return new ParsedArgs(values, positionals);
-    }
-
-    public static string FormatHelp(string usage, string summary, IReadOnlyList<OptionSpec> options)
-    {
-        var sb = new StringBuilder();
-        sb.AppendLine($"Usage: {usage}").AppendLine().AppendLine(summary).AppendLine().AppendLine("Options:");
-        var left = options.Select(o => o.IsFlag ? o.Name : $"{o.Name} {o.ValueName}").ToList();
-        var width = Math.Max(left.Max(l => l.Length), "--help".Length) + 2;
-        for (var i = 0; i < options.Count; i++)
-            sb.AppendLine($"  {left[i].PadRight(width)}{options[i].Help}{(options[i].Required ? " (required)" : "")}");
-        sb.AppendLine($"  {"--help".PadRight(width)}Show this help.");
-        return sb.ToString();
+        var command = new VerbCommand("verb", "", "", options, maxPositionals, "ARG", "");
+        // The leading name is the command's own token, so a first argument that happens to equal it stays an argument.
+        return command.Read(command.Parse([command.Name, .. args]), args);
     }
 }

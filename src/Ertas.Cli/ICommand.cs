@@ -10,6 +10,12 @@ public interface ICommand
     IReadOnlyList<OptionSpec> Options { get; }
     int MaxPositionals => 0;
 
+    /// <summary>How help names the positional arguments, when <see cref="MaxPositionals"/> allows any.</summary>
+    string PositionalsName => "ARG";
+
+    /// <summary>What help says the positional arguments are.</summary>
+    string PositionalsHelp => "";
+
     int Run(ParsedArgs args, CliContext context);
 }
 

@@ -23,6 +23,8 @@ public sealed class ChatCommand : ICommand
     public string Usage => "ertas chat FILE.gguf [--system TEXT] [--lora ADAPTER.gguf] [--max-tokens N] [--temperature T [--seed S]] [--message TEXT ...]";
     public string Summary => "Chat with a GGUF model through llama.cpp, prompts in the mistral-v1 format it was trained on.";
     public int MaxPositionals => 1;
+    public string PositionalsName => "FILE.gguf";
+    public string PositionalsHelp => "The GGUF model to chat with.";
 
     public IReadOnlyList<OptionSpec> Options { get; } =
     [

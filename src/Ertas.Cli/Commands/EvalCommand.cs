@@ -95,6 +95,8 @@ public sealed class EvalAcceptCommand : ICommand
     public string Usage => "ertas eval accept [DIR] [--name NAME] [--quantization Q4_K_M]";
     public string Summary => "Move received eval snapshots over the verified ones (the new baseline to commit).";
     public int MaxPositionals => 1;
+    public string PositionalsName => "DIR";
+    public string PositionalsHelp => "The snapshots folder (default: evals).";
 
     public IReadOnlyList<OptionSpec> Options { get; } =
     [
@@ -124,6 +126,8 @@ public sealed class EvalCompareCommand : ICommand
     public string Usage => "ertas eval compare BASELINE.json NOW.json [--format md|html] [--out FILE] [--max-new-failures N] [--min-pass-rate X] [--rule RULE]";
     public string Summary => "Write the eval report (Markdown or HTML) comparing two snapshot files.";
     public int MaxPositionals => 2;
+    public string PositionalsName => "BASELINE.json NOW.json";
+    public string PositionalsHelp => "The baseline snapshot and the new one.";
 
     public IReadOnlyList<OptionSpec> Options { get; } =
     [

@@ -20,6 +20,8 @@ public sealed class InspectCommand : ICommand
     public string Usage => "ertas inspect FILE.gguf [--json]";
     public string Summary => "Print a GGUF file's metadata and tensor table (name, type, shape, bytes).";
     public int MaxPositionals => 1;
+    public string PositionalsName => "FILE.gguf";
+    public string PositionalsHelp => "The GGUF file to inspect.";
 
     public IReadOnlyList<OptionSpec> Options { get; } =
     [

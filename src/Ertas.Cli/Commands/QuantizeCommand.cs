@@ -10,6 +10,8 @@ public sealed class QuantizeCommand : ICommand
     public string Usage => "ertas quantize IN.gguf OUT.gguf --type Q4_K_M [--threads N] [--force]";
     public string Summary => "Quantize an F32/F16/BF16 GGUF with llama.cpp's mixes, byte for byte as llama-quantize does.";
     public int MaxPositionals => 2;
+    public string PositionalsName => "IN.gguf OUT.gguf";
+    public string PositionalsHelp => "The F32/F16/BF16 GGUF to read and the GGUF to write.";
 
     public IReadOnlyList<OptionSpec> Options { get; } =
     [

@@ -129,22 +129,20 @@ public sealed class TrainCommand : ICommand
     }
 
     /// <summary>The command line with --config's settings added under it: a key the command line also gives is ignored
-    /// (for --data, the whole list), so explicit options win.</summary>
+    /// (for --data, the whole list), so explicit options win. The file's schema already fixed each value's shape.</summary>
     private (ParsedArgs Args, TrainingConfigFile? Config) WithConfig(ParsedArgs commandLine)
     {
         if (commandLine.Get("--config") is not { } path) return (commandLine, null);
         var config = TrainingConfigFile.Read(path, ConfigSchema);
-        var tokens = new List<string>();
+        var values = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
         foreach (var spec in Options.Where(o => o.Name != "--config"))
         {
-            if (commandLine.Has(spec.Name))
-                foreach (var value in commandLine.GetAll(spec.Name))
-                    tokens.AddRange(spec.IsFlag ? [spec.Name] : [spec.Name, value]);
-            else if (config.Find(spec.Name[2..]) is { } entry)
-                foreach (var value in entry.Values)
-                    tokens.AddRange(spec.IsFlag ? [spec.Name] : [spec.Name, value]);
+            // A flag set to false in the file has no values, so it stays off.
+            var given = commandLine.Has(spec.Name) ? commandLine.GetAll(spec.Name) : config.Find(spec.Name[2..])?.Values ?? [];
+            if (given.Count > 0)
+                values[spec.Name] = given;
         }
-        return (ParsedArgs.Parse(tokens, Options, maxPositionals: 0), config);
+        return (new ParsedArgs(values, []), config);
     }
 
     /// <summary>The config entry an option error is about: the error names the option, and the value came from the file.</summary>
