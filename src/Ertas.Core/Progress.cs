@@ -6,11 +6,76 @@ namespace Ertas.Core;
 public interface IProgressSink
 {
     void Report(string line);
+
+    /// <summary>
+    /// One unit of counted work done (a training step, a tensor, an eval case), <paramref name="line"/> describing it
+    /// with its rate and ETA. A terminal draws these as one live line; logs, pipes and CI get the line itself.
+    /// </summary>
+    void Advance(string line, long done, long total) => Report(line);
 }
 
 public sealed class TextProgressSink(TextWriter writer) : IProgressSink
 {
     public void Report(string line) => writer.WriteLine(line);
+}
+
+/// <summary>
+/// The live form for an interactive terminal: <see cref="IProgressSink.Advance"/> redraws one line in place (a bar,
+/// the percentage, then the step's own line with its rate and ETA, cut to the terminal's width) instead of
+/// scrolling a line per step; a plain <see cref="Report"/> line ends the live line first, and the last step keeps it.
+/// </summary>
+public sealed class TerminalProgressSink(TextWriter writer, int width) : IProgressSink
+{
+    private const int BarWidth = 20;
+    private bool _live;
+
+    public void Report(string line)
+    {
+        EndLiveLine();
+        writer.WriteLine(line);
+    }
+
+    public void Advance(string line, long done, long total)
+    {
+        var fraction = total > 0 ? Math.Clamp((double)done / total, 0, 1) : 1;
+        var filled = (int)Math.Round(fraction * BarWidth);
+        var text = $"[{new string('#', filled)}{new string('.', BarWidth - filled)}] {fraction * 100,5:F1}% {line}";
+        var room = Math.Max(width - 1, 20);
+        text = text.Length > room ? text[..(room - 1)] + "…" : text.PadRight(room);
+        writer.Write('\r');
+        writer.Write(text);
+        _live = true;
+        if (done >= total)
+            EndLiveLine();
+        writer.Flush();
+    }
+
+    private void EndLiveLine()
+    {
+        if (!_live) return;
+        writer.WriteLine();
+        _live = false;
+    }
+}
+
+public static class ProgressSinks
+{
+    /// <summary>
+    /// The live line when <paramref name="writer"/> is the process's own stderr and that is a terminal outside CI;
+    /// otherwise a line per step, which is what logs, pipes, CI and the MSBuild tasks (a child's redirected stderr) need.
+    /// </summary>
+    public static IProgressSink For(TextWriter writer)
+    {
+        var terminal = ReferenceEquals(writer, Console.Error) && !Console.IsErrorRedirected
+            && Environment.GetEnvironmentVariable("CI") is not ("true" or "1" or "True")
+            && Environment.GetEnvironmentVariable("TERM") is not "dumb";
+        if (!terminal)
+            return new TextProgressSink(writer);
+        int width;
+        try { width = Console.WindowWidth; }
+        catch (IOException) { width = 100; }
+        return new TerminalProgressSink(writer, width > 0 ? width : 100);
+    }
 }
 
 public sealed class NullProgressSink : IProgressSink

@@ -130,8 +130,8 @@ public static class EvalRun
                     }
                     results.Add(result with { Tags = p.Case.Tags });
                     if (results.Count % 10 == 0 || results.Count == model.Cases.Count)
-                        options.Progress.Report($"eval {model.Quant}: case {results.Count}/{model.Cases.Count} ({cached} cached), {results.Count(r => r.Pass)} passed, " +
-                                                $"{results.Count / Math.Max(clock.Elapsed.TotalSeconds, 1e-9):F1} cases/s");
+                        options.Progress.Advance($"eval {model.Quant}: case {results.Count}/{model.Cases.Count} ({cached} cached), {results.Count(r => r.Pass)} passed, " +
+                                                 $"{results.Count / Math.Max(clock.Elapsed.TotalSeconds, 1e-9):F1} cases/s", results.Count, model.Cases.Count);
                 }
             }
             finally

@@ -138,8 +138,9 @@ public static class GgufExporter
             }
             writer.WriteTensorData(ggufName, encoded);
             done += GgufWriter.AlignUp(byteCount, writer.Alignment);
-            options.Progress.Report(
-                $"[{i + 1}/{tensors.Count}] {ggufName} {tensorType} [{string.Join(", ", shape)}] {meter.Describe(Math.Min(done, meter.Total))}");
+            options.Progress.Advance(
+                $"[{i + 1}/{tensors.Count}] {ggufName} {tensorType} [{string.Join(", ", shape)}] {meter.Describe(Math.Min(done, meter.Total))}",
+                i + 1, tensors.Count);
         }
         writer.Finish();
         options.Progress.Report($"wrote {tensors.Count} tensors, {done / 1e6:F1} MB of tensor data in {meter.Elapsed.TotalSeconds:F1} s");

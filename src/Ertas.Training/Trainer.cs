@@ -187,9 +187,9 @@ public sealed class Trainer : IDisposable
             var seconds = Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
             var tokensPerSecond = processedThisSession / seconds;
             var eta = TimeSpan.FromSeconds(seconds / (step + 1 - state.FirstStep) * (steps.Count - step - 1));
-            progress.Report(string.Create(CultureInfo.InvariantCulture,
+            progress.Advance(string.Create(CultureInfo.InvariantCulture,
                 $"step {step + 1}/{steps.Count} loss {loss:F3} lr {lr:0.0#e+0} tok/s {tokensPerSecond:F0} ETA {eta:hh\\:mm\\:ss}") +
-                (evalLoss is { } e ? string.Create(CultureInfo.InvariantCulture, $" eval_loss {e:F3}") : ""));
+                (evalLoss is { } e ? string.Create(CultureInfo.InvariantCulture, $" eval_loss {e:F3}") : ""), step + 1, steps.Count);
             var metricLine = MetricsLine(step + 1, loss, lr, gradNorm, stepTrained, tokensPerSecond, evalLoss);
             state.MetricLines.Add(metricLine);
             if (metrics is not null)

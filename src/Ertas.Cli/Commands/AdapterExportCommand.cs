@@ -39,7 +39,7 @@ public sealed class AdapterExportCommand : ICommand
         {
             Name = args.Get("--name") ?? Path.GetFileName(adapter.Folder.TrimEnd(Path.DirectorySeparatorChar)),
             Version = VersionOption.Read(args),
-            Progress = new TextProgressSink(context.Error),
+            Progress = ProgressSinks.For(context.Error),
         };
         LoraGgufExporter.Export(adapter, config, output, options, context.Cancellation);
         context.Error.WriteLine($"adapter export: wrote {output} ({new FileInfo(output).Length / 1e6:F2} MB, {adapter.Modules.Count} modules, " +

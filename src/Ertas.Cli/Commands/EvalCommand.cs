@@ -61,7 +61,7 @@ public sealed class EvalCommand : ICommand
                 args.Has("--ci") || IsCi()),
             ProjectFile = args.Get("--project"),
             TrainingMetrics = args.Get("--metrics"),
-            Progress = new TextProgressSink(context.Error),
+            Progress = ProgressSinks.For(context.Error),
         };
         var result = EvalRun.Run(options, context.Cancellation);
         foreach (var message in result.Messages)

@@ -46,7 +46,7 @@ public sealed class ExportCommand : ICommand
         var options = new GgufExportOptions
         {
             ModelName = args.Get("--name") ?? Path.GetFileName(Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar)),
-            Progress = new TextProgressSink(context.Error),
+            Progress = ProgressSinks.For(context.Error),
             Threads = args.GetInt("--threads", Environment.ProcessorCount, min: 1, max: 1024),
         };
         GgufExporter.Export(checkpoint.Config, checkpoint, TokenizerVocabularies.FromTokenizer(tokenizer), output, mix, options, context.Cancellation);

@@ -52,7 +52,7 @@ public sealed class MergeCommand : ICommand
         if (!Directory.Exists(baseFolder))
             throw new ErtasException(ErrorCode.DirectoryNotFound, $"model folder '{baseFolder}' does not exist", baseFolder);
         TorchSharp.torch.set_num_threads(threads);
-        var progress = new TextProgressSink(context.Error);
+        var progress = ProgressSinks.For(context.Error);
         var options = new MergeOptions { BaseWeights = baseWeights, Progress = progress };
 
         MergeResult result;

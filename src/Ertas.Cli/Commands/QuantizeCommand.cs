@@ -30,7 +30,7 @@ public sealed class QuantizeCommand : ICommand
         {
             Threads = args.GetInt("--threads", Environment.ProcessorCount, min: 1, max: 1024),
             Overwrite = args.Has("--force"),
-            Progress = new TextProgressSink(context.Error),
+            Progress = ProgressSinks.For(context.Error),
         };
         var result = GgufQuantizer.Quantize(input, output, mix, options, context.Cancellation);
         context.Error.WriteLine(

@@ -113,7 +113,7 @@ public sealed class TrainCommand : ICommand
             tokenizerPath = checkpoint.TokenizerPath
                 ?? throw new ErtasException(ErrorCode.TokenizerMissing, "the model folder has no tokenizer.model", Path.Combine(modelFolder, "tokenizer.model"));
         var tokenizer = MistralTokenizer.Load(tokenizerPath);
-        var progress = new TextProgressSink(context.Error);
+        var progress = ProgressSinks.For(context.Error);
         if (config is not null) progress.Report($"train: settings from {config.FilePath} ({config.Entries.Count} keys), command-line options override them");
         var tokenizerBytes = File.ReadAllBytes(tokenizerPath);
         var cacheDir = args.Get("--cache-dir") ?? Path.Combine(output, ".dataset-cache");

@@ -91,7 +91,7 @@ public static class LoraGgufExporter
                 b = ordered;
             }
             writer.WriteTensorData(names[i] + SuffixB, b);
-            options.Progress.Report($"[{i + 1}/{adapter.Modules.Count}] {names[i]} r {module.Rank} {meter.Describe(i + 1, "modules")}");
+            options.Progress.Advance($"[{i + 1}/{adapter.Modules.Count}] {names[i]} r {module.Rank} {meter.Describe(i + 1, "modules")}", i + 1, adapter.Modules.Count);
         }
         writer.Finish();
     }

@@ -120,8 +120,9 @@ public static class GgufQuantizer
                 tensorBytes += encoded.Length;
             }
             doneWeights += tensor.ElementCount;
-            options.Progress.Report(
-                $"[{i + 1}/{reader.Tensors.Count}] {tensor.Name} {tensor.Type} -> {target} [{string.Join(", ", tensor.Shape)}] {meter.Describe(doneWeights, " weights")}");
+            options.Progress.Advance(
+                $"[{i + 1}/{reader.Tensors.Count}] {tensor.Name} {tensor.Type} -> {target} [{string.Join(", ", tensor.Shape)}] {meter.Describe(doneWeights, " weights")}",
+                i + 1, reader.Tensors.Count);
         }
         writer.Finish();
         var result = new GgufQuantizeResult(outputPath, mix, reader.Tensors.Count, doneWeights, tensorBytes, meter.Elapsed);
