@@ -33,6 +33,8 @@ public static class CliApp
         new EvalAcceptCommand(),
         new EvalCompareCommand(),
         new ChatCommand(),
+        new GgufSplitCommand(),
+        new GgufMergeCommand(),
     ];
 
     public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, CancellationToken ct = default)

@@ -107,6 +107,14 @@ public static class Keys
         public const string ChatTemplate = "tokenizer.chat_template";
     }
 
+    /// <summary>llama.cpp's split format (gguf-split): every shard is a complete GGUF holding some of the tensors.</summary>
+    public static class Split
+    {
+        public const string No = "split.no";
+        public const string Count = "split.count";
+        public const string TensorsCount = "split.tensors.count";
+    }
+
     /// <summary>LoRA adapter files (FACTS §3).</summary>
     public static class Adapter
     {

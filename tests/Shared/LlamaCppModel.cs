@@ -14,13 +14,20 @@ public sealed class LlamaCppModel : IDisposable
     private readonly LLamaWeights _weights;
     private readonly LLamaContext? _context;
 
-    // LLamaSharp accepts configuration only before its native library loads, so set the log filter once per process.
+    // LLamaSharp accepts configuration only before its native library loads, so set the log filter once per process;
+    // when another test loaded llama.cpp first, its logging stays as it is.
     static LlamaCppModel()
     {
-        NativeLibraryConfig.All.WithLogCallback((level, message) =>
+        try
         {
-            if (level == LLamaLogLevel.Error) Console.Error.Write("llama.cpp: " + message);
-        });
+            NativeLibraryConfig.All.WithLogCallback((level, message) =>
+            {
+                if (level == LLamaLogLevel.Error) Console.Error.Write("llama.cpp: " + message);
+            });
+        }
+        catch (InvalidOperationException)
+        {
+        }
     }
 
     private LlamaCppModel(LLamaWeights weights, LLamaContext? context)
