@@ -67,7 +67,7 @@ public static class ProgressSinks
     public static IProgressSink For(TextWriter writer)
     {
         var terminal = ReferenceEquals(writer, Console.Error) && !Console.IsErrorRedirected
-            && Environment.GetEnvironmentVariable("CI") is not ("true" or "1" or "True")
+            && !ContinuousIntegration.IsDetected()
             && Environment.GetEnvironmentVariable("TERM") is not "dumb";
         if (!terminal)
             return new TextProgressSink(writer);
@@ -108,4 +108,13 @@ public sealed class ProgressMeter(long total)
         >= 1e3 => $"{perSecond / 1e3:F2} k{unit}/s",
         _ => $"{perSecond:F1} {unit}/s",
     };
+}
+
+/// <summary>Whether this process runs on a CI service: CI=true (GitHub Actions, GitLab, most runners) or TF_BUILD
+/// (Azure Pipelines). CI never accepts eval baselines and never gets the live progress line.</summary>
+public static class ContinuousIntegration
+{
+    public static bool IsDetected() =>
+        Environment.GetEnvironmentVariable("CI") is { } ci && (ci.Equals("true", StringComparison.OrdinalIgnoreCase) || ci == "1")
+        || string.Equals(Environment.GetEnvironmentVariable("TF_BUILD"), "true", StringComparison.OrdinalIgnoreCase);
 }

@@ -19,9 +19,6 @@ public static class EvalHtml
     /// <summary>Points drawn on the loss curve at most; a long run is thinned evenly, keeping the last point.</summary>
     public const int MaxCurvePoints = 1_000;
 
-    private static readonly ChangeKind[] KindOrder =
-        [ChangeKind.Regression, ChangeKind.Improvement, ChangeKind.New, ChangeKind.Edited, ChangeKind.Removed, ChangeKind.Drift];
-
     public static string Render(EvalReport report)
     {
         var sb = new StringBuilder();
@@ -47,19 +44,17 @@ public static class EvalHtml
     {
         sb.Append("<section class=\"quant\">\n<h2>").Append(H(q.Quantization)).Append(" <span class=\"file\">(")
             .Append(H(q.Now.File)).Append(")</span></h2>\n");
-        if (q.Baseline is null)
-            sb.Append("<p class=\"note\">No baseline: these results become the baseline once accepted.</p>\n");
-        else if (q.SharedCases < q.Now.Cases.Count || q.SharedCases < q.Baseline.Cases.Count)
-            sb.Append(Inv($"<p class=\"note\">Baseline and now compared over the {q.SharedCases} case(s) both hold unchanged.</p>\n"));
+        if (EvalReport.ScopeNote(q) is { } note)
+            sb.Append("<p class=\"note\">").Append(H(note)).Append("</p>\n");
         sb.Append("<table class=\"metrics\">\n<thead><tr><th>metric</th><th>baseline</th><th>now</th><th>delta</th><th>rule</th><th>status</th></tr></thead>\n<tbody>\n");
         foreach (var row in q.Metrics)
         {
             sb.Append("<tr><td><code>").Append(H(row.Metric)).Append("</code></td>")
-                .Append("<td class=\"num\">").Append(EvalMarkdown.Num(row.Baseline)).Append("</td>")
-                .Append("<td class=\"num\">").Append(EvalMarkdown.Num(row.Now)).Append("</td>")
-                .Append("<td class=\"num\">").Append(SignedNum(row.Delta)).Append("</td>")
+                .Append("<td class=\"num\">").Append(EvalReport.Num(row.Baseline)).Append("</td>")
+                .Append("<td class=\"num\">").Append(EvalReport.Num(row.Now)).Append("</td>")
+                .Append("<td class=\"num\">").Append(EvalReport.SignedNum(row.Delta)).Append("</td>")
                 .Append("<td>").Append(H(row.Rule?.Describe() ?? "")).Append("</td>")
-                .Append("<td class=\"status status-").Append(StatusClass(row)).Append("\">").Append(H(MetricStatus(row))).Append("</td></tr>\n");
+                .Append("<td class=\"status status-").Append(EvalReport.StatusClass(row)).Append("\">").Append(H(EvalReport.MetricStatus(row))).Append("</td></tr>\n");
         }
         sb.Append("</tbody>\n</table>\n");
         if (q.Failures.Count > 0)
@@ -78,14 +73,14 @@ public static class EvalHtml
         if (changed == 0)
             return;
         sb.Append("<section class=\"changes\">\n<h2>Changed cases</h2>\n<p class=\"counts\">");
-        sb.Append(string.Join(" · ", KindOrder
+        sb.Append(string.Join(" · ", EvalReport.ChangeOrder
             .Select(k => (Kind: k, Count: report.Quants.Sum(q => q.Changes.Count(c => c.Kind == k))))
             .Where(p => p.Count > 0)
-            .Select(p => Inv($"{p.Count} {ChangeWord(p.Kind)}{(p.Kind is ChangeKind.Regression or ChangeKind.Improvement ? "(s)" : "")}"))));
+            .Select(p => Inv($"{p.Count} {EvalReport.ChangeWord(p.Kind)}{(p.Kind is ChangeKind.Regression or ChangeKind.Improvement ? "(s)" : "")}"))));
         sb.Append("</p>\n");
         var shown = 0;
         foreach (var q in report.Quants)
-            foreach (var kind in KindOrder)
+            foreach (var kind in EvalReport.ChangeOrder)
                 foreach (var change in q.Changes.Where(c => c.Kind == kind))
                 {
                     if (shown == MaxCases)
@@ -101,10 +96,10 @@ public static class EvalHtml
 
     private static void CaseEntry(StringBuilder sb, string quant, CaseChange change)
     {
-        var word = ChangeWord(change.Kind);
+        var word = EvalReport.ChangeWord(change.Kind);
         var severity = change.Kind == ChangeKind.Regression && !change.Blocking ? " allowed" : "";
         sb.Append("<details class=\"case case-").Append(word).Append(severity).Append("\"><summary>")
-            .Append(ChangeIcon(change)).Append(' ').Append(H(quant)).Append(" · <code>").Append(H(change.Id)).Append("</code> · ")
+            .Append(EvalReport.ChangeIcon(change)).Append(' ').Append(H(quant)).Append(" · <code>").Append(H(change.Id)).Append("</code> · ")
             .Append(word);
         if (change.Critical)
             sb.Append(" · critical");
@@ -164,10 +159,10 @@ public static class EvalHtml
         {
             sb.Append(row.IsReference ? "<tr class=\"reference\">" : "<tr>").Append("<td>").Append(H(row.Quantization))
                 .Append(row.IsReference ? " <span class=\"tag\">reference</span>" : "").Append("</td>")
-                .Append("<td class=\"num\">").Append(EvalMarkdown.Num(row.PassRate)).Append("</td>")
-                .Append("<td class=\"num\">").Append(EvalMarkdown.Num(row.Acc)).Append("</td>")
-                .Append("<td class=\"num\">").Append(EvalMarkdown.Num(row.MeanTargetNll)).Append("</td>")
-                .Append("<td class=\"num\">").Append(EvalMarkdown.Num(row.FirstTokenAgreement)).Append("</td></tr>\n");
+                .Append("<td class=\"num\">").Append(EvalReport.Num(row.PassRate)).Append("</td>")
+                .Append("<td class=\"num\">").Append(EvalReport.Num(row.Acc)).Append("</td>")
+                .Append("<td class=\"num\">").Append(EvalReport.Num(row.MeanTargetNll)).Append("</td>")
+                .Append("<td class=\"num\">").Append(EvalReport.Num(row.FirstTokenAgreement)).Append("</td></tr>\n");
         }
         sb.Append("</tbody>\n</table>\n</section>\n");
     }
@@ -258,7 +253,7 @@ public static class EvalHtml
             var w = value is { } v ? Math.Clamp(v / top, 0, 1) * BarMax : 0;
             sb.Append(Inv($"<text class=\"tick\" x=\"{LabelW - 6}\" y=\"{F(y + BarH - 4)}\" text-anchor=\"end\">{H(quant)}</text>"));
             sb.Append(Inv($"<rect class=\"bar\" x=\"{LabelW}\" y=\"{F(y)}\" width=\"{F(w)}\" height=\"{BarH}\"/>"));
-            sb.Append(Inv($"<text class=\"value\" x=\"{F(LabelW + w + 4)}\" y=\"{F(y + BarH - 4)}\">{EvalMarkdown.Num(value)}</text>\n"));
+            sb.Append(Inv($"<text class=\"value\" x=\"{F(LabelW + w + 4)}\" y=\"{F(y + BarH - 4)}\">{EvalReport.Num(value)}</text>\n"));
         }
         sb.Append("</svg>\n</figure>\n");
     }
@@ -295,45 +290,6 @@ public static class EvalHtml
         }
         return sb.ToString();
     }
-
-    /// <summary>The status column of a metric row, in report.md's words.</summary>
-    internal static string MetricStatus(MetricRow row) => StatusClass(row) switch
-    {
-        "broken" => "❌ " + row.Broken,
-        "ok" => "✅ ok",
-        "better" => "⬆️ better",
-        "worse" => "⬇️ worse",
-        _ => "",
-    };
-
-    internal static string StatusClass(MetricRow row) =>
-        row.Broken is not null ? "broken"
-        : row.Rule is not null ? "ok"
-        : row.Delta is { } d && Math.Abs(d) > 1e-9 ? (EvalSummary.LowerIsBetter(row.Metric) ? d < 0 : d > 0) ? "better" : "worse"
-        : "none";
-
-    internal static string SignedNum(double? value) =>
-        value is { } v ? (EvalSnapshot.Round(v) > 0 ? "+" : "") + EvalSnapshot.Format(v) : "–";
-
-    internal static string ChangeWord(ChangeKind kind) => kind switch
-    {
-        ChangeKind.Regression => "regression",
-        ChangeKind.Improvement => "improvement",
-        ChangeKind.New => "new",
-        ChangeKind.Edited => "edited",
-        ChangeKind.Removed => "removed",
-        _ => "drift",
-    };
-
-    internal static string ChangeIcon(CaseChange change) => change.Kind switch
-    {
-        ChangeKind.Regression => change.Blocking ? "❌" : "⚠️",
-        ChangeKind.Improvement => "✅",
-        ChangeKind.New => "🆕",
-        ChangeKind.Edited => "✏️",
-        ChangeKind.Removed => "🗑️",
-        _ => "〰️",
-    };
 
     /// <summary>An axis from lo to hi widened to round tick steps (1, 2 or 5 times a power of ten), about
     /// <paramref name="ticks"/> of them; a flat series gets a range around its value.</summary>

@@ -68,6 +68,58 @@ public sealed record EvalReport(string ModelName, IReadOnlyList<QuantComparison>
         return -bits + size;
     }
 
+    /// <summary>The order changed cases are listed in, by both renderers.</summary>
+    public static IReadOnlyList<ChangeKind> ChangeOrder { get; } =
+        [ChangeKind.Regression, ChangeKind.Improvement, ChangeKind.New, ChangeKind.Edited, ChangeKind.Removed, ChangeKind.Drift];
+
+    /// <summary>What a quantization's metric table is measured over, when that needs saying.</summary>
+    public static string? ScopeNote(QuantComparison q) =>
+        q.Baseline is null ? "No baseline: these results become the baseline once accepted."
+        : q.SharedCases < q.Now.Cases.Count || q.SharedCases < q.Baseline.Cases.Count
+            ? $"Baseline and now compared over the {q.SharedCases} case(s) both hold unchanged."
+            : null;
+
+    public static string Num(double? value) => value is { } v ? EvalSnapshot.Format(v) : "–";
+
+    /// <summary>The status column of a metric row, in report.md's words.</summary>
+    public static string MetricStatus(MetricRow row) => StatusClass(row) switch
+    {
+        "broken" => "❌ " + row.Broken,
+        "ok" => "✅ ok",
+        "better" => "⬆️ better",
+        "worse" => "⬇️ worse",
+        _ => "",
+    };
+
+    public static string StatusClass(MetricRow row) =>
+        row.Broken is not null ? "broken"
+        : row.Rule is not null ? "ok"
+        : row.Delta is { } d && Math.Abs(d) > 1e-9 ? (EvalSummary.LowerIsBetter(row.Metric) ? d < 0 : d > 0) ? "better" : "worse"
+        : "none";
+
+    public static string SignedNum(double? value) =>
+        value is { } v ? (EvalSnapshot.Round(v) > 0 ? "+" : "") + EvalSnapshot.Format(v) : "–";
+
+    public static string ChangeWord(ChangeKind kind) => kind switch
+    {
+        ChangeKind.Regression => "regression",
+        ChangeKind.Improvement => "improvement",
+        ChangeKind.New => "new",
+        ChangeKind.Edited => "edited",
+        ChangeKind.Removed => "removed",
+        _ => "drift",
+    };
+
+    public static string ChangeIcon(CaseChange change) => change.Kind switch
+    {
+        ChangeKind.Regression => change.Blocking ? "❌" : "⚠️",
+        ChangeKind.Improvement => "✅",
+        ChangeKind.New => "🆕",
+        ChangeKind.Edited => "✏️",
+        ChangeKind.Removed => "🗑️",
+        _ => "〰️",
+    };
+
     /// <summary>The first 12 hex digits of a SHA-256, as the footers show it.</summary>
     public static string Short(string sha) => sha.Length > 12 ? sha[..12] : sha;
 }
@@ -90,15 +142,13 @@ public static class EvalMarkdown
         foreach (var q in report.Quants)
         {
             sb.Append("## ").Append(q.Quantization).Append(" (").Append(q.Now.File).Append(")\n\n");
-            if (q.Baseline is null)
-                sb.Append("No baseline: these results become the baseline once accepted.\n\n");
-            else if (q.SharedCases < q.Now.Cases.Count || q.SharedCases < q.Baseline.Cases.Count)
-                sb.Append($"Baseline and now compared over the {q.SharedCases} case(s) both hold unchanged.\n\n");
+            if (EvalReport.ScopeNote(q) is { } note)
+                sb.Append(note).Append("\n\n");
             sb.Append("| metric | baseline | now | delta | rule | status |\n|---|---:|---:|---:|---|---|\n");
             foreach (var row in q.Metrics)
             {
-                var status = EvalHtml.MetricStatus(row);
-                sb.Append($"| {row.Metric} | {Num(row.Baseline)} | {Num(row.Now)} | {EvalHtml.SignedNum(row.Delta)} | {row.Rule?.Describe() ?? ""} | {status} |\n");
+                var status = EvalReport.MetricStatus(row);
+                sb.Append($"| {row.Metric} | {EvalReport.Num(row.Baseline)} | {EvalReport.Num(row.Now)} | {EvalReport.SignedNum(row.Delta)} | {row.Rule?.Describe() ?? ""} | {status} |\n");
             }
             foreach (var failure in q.Failures)
                 sb.Append("\n- ❌ ").Append(Escape(failure.Message));
@@ -113,7 +163,7 @@ public static class EvalMarkdown
             var shown = 0;
             var caseText = new StringBuilder();
             foreach (var q in report.Quants)
-                foreach (var kind in new[] { ChangeKind.Regression, ChangeKind.Improvement, ChangeKind.New, ChangeKind.Edited, ChangeKind.Removed, ChangeKind.Drift })
+                foreach (var kind in EvalReport.ChangeOrder)
                     foreach (var change in q.Changes.Where(c => c.Kind == kind))
                     {
                         var entry = CaseEntry(q.Quantization, change);
@@ -133,7 +183,7 @@ public static class EvalMarkdown
         {
             sb.Append("## Quantization matrix\n\n| quantization | pass rate | acc | mean target_nll | first token = reference |\n|---|---:|---:|---:|---:|\n");
             foreach (var row in report.Matrix)
-                sb.Append($"| {row.Quantization}{(row.IsReference ? " (reference)" : "")} | {Num(row.PassRate)} | {Num(row.Acc)} | {Num(row.MeanTargetNll)} | {Num(row.FirstTokenAgreement)} |\n");
+                sb.Append($"| {row.Quantization}{(row.IsReference ? " (reference)" : "")} | {EvalReport.Num(row.PassRate)} | {EvalReport.Num(row.Acc)} | {EvalReport.Num(row.MeanTargetNll)} | {EvalReport.Num(row.FirstTokenAgreement)} |\n");
             sb.Append('\n');
         }
         sb.Append(footer);
@@ -142,7 +192,7 @@ public static class EvalMarkdown
 
     private static string CaseEntry(string quant, CaseChange change)
     {
-        var (icon, word) = (EvalHtml.ChangeIcon(change), EvalHtml.ChangeWord(change.Kind));
+        var (icon, word) = (EvalReport.ChangeIcon(change), EvalReport.ChangeWord(change.Kind));
         var sb = new StringBuilder();
         var critical = change.Critical ? " · critical" : "";
         var verdict = change.Now is null ? "" : change.Now.Pass ? " · passes" : " · fails";
@@ -192,8 +242,6 @@ public static class EvalMarkdown
         }
         return sb.Append("</sub>\n").ToString();
     }
-
-    public static string Num(double? value) => value is { } v ? EvalSnapshot.Format(v) : "–";
 
     private static string Escape(string text) => text.Replace("|", "\\|");
 

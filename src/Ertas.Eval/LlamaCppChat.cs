@@ -45,30 +45,8 @@ public sealed class LlamaCppChat : IDisposable
     /// </summary>
     public static LlamaCppChat Load(string ggufPath, int? contextSize, int threads, string? loraPath)
     {
-        LlamaCppEvaluator.EnsureNativeConfigured();
-        var parameters = new ModelParams(ggufPath)
-        {
-            Threads = threads,
-            BatchThreads = threads,
-            GpuLayerCount = 0,
-            TypeK = GGMLType.GGML_TYPE_F32,
-            TypeV = GGMLType.GGML_TYPE_F32,
-            FlashAttention = false,
-        };
-        LLamaWeights weights;
-        try
-        {
-            weights = LLamaWeights.LoadFromFile(parameters);
-        }
-        catch (LLama.Exceptions.RuntimeError e)
-        {
-            throw new ErtasException(ErrorCode.EvalModelUnusable, $"llama.cpp could not load the model: {e.Message}", ggufPath);
-        }
-        catch (Exception e) when (e is TypeInitializationException or DllNotFoundException)
-        {
-            throw new ErtasException(ErrorCode.NativeLibraryLoad,
-                $"llama.cpp's native library could not be loaded from {AppContext.BaseDirectory}runtimes/: {(e.InnerException ?? e).Message.Split('\n')[0]}");
-        }
+        var parameters = LlamaCppEvaluator.Parameters(ggufPath, threads);
+        var weights = LlamaCppEvaluator.LoadWeights(parameters, ggufPath);
         try
         {
             var size = contextSize ?? (weights.ContextSize > 0 ? Math.Min(DefaultContextSize, weights.ContextSize) : DefaultContextSize);

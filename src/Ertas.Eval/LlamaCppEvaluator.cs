@@ -33,12 +33,6 @@ public sealed class LlamaCppEvaluator : IDisposable
         }
     }
 
-    /// <summary>Runs the static constructor above, for other llama.cpp users in this assembly: a second
-    /// configuration would throw, since LLamaSharp accepts one per process.</summary>
-    internal static void EnsureNativeConfigured()
-    {
-    }
-
     private LlamaCppEvaluator(LLamaWeights weights, ModelParams parameters)
     {
         _weights = weights;
@@ -52,23 +46,33 @@ public sealed class LlamaCppEvaluator : IDisposable
 
     public static LlamaCppEvaluator Load(string ggufPath, DecodeSettings settings)
     {
-        var parameters = new ModelParams(ggufPath)
-        {
-            ContextSize = (uint)settings.ContextSize,
-            BatchSize = (uint)settings.BatchSize,
-            UBatchSize = (uint)settings.BatchSize,
-            Threads = settings.Threads,
-            BatchThreads = settings.Threads,
-            GpuLayerCount = 0,
-            // An f32 KV cache and no flash attention: the scores are the model's, not the cache's rounding (an f16
-            // cache moves log-probabilities in the third decimal, which snapshots keep to four).
-            TypeK = GGMLType.GGML_TYPE_F32,
-            TypeV = GGMLType.GGML_TYPE_F32,
-            FlashAttention = false,
-        };
+        var parameters = Parameters(ggufPath, settings.Threads);
+        parameters.ContextSize = (uint)settings.ContextSize;
+        parameters.BatchSize = (uint)settings.BatchSize;
+        parameters.UBatchSize = (uint)settings.BatchSize;
+        return new LlamaCppEvaluator(LoadWeights(parameters, ggufPath), parameters);
+    }
+
+    /// <summary>How every llama.cpp model here is run (evals, chat): on the CPU, an f32 KV cache and no flash
+    /// attention, so the numbers are the model's and not the cache's rounding (an f16 cache moves log-probabilities in
+    /// the third decimal, which snapshots keep to four).</summary>
+    internal static ModelParams Parameters(string ggufPath, int threads) => new(ggufPath)
+    {
+        Threads = threads,
+        BatchThreads = threads,
+        GpuLayerCount = 0,
+        TypeK = GGMLType.GGML_TYPE_F32,
+        TypeV = GGMLType.GGML_TYPE_F32,
+        FlashAttention = false,
+    };
+
+    /// <summary>Loads the weights, with llama.cpp's failures as ERTAS errors; being a member, it also runs the static
+    /// constructor that configures LLamaSharp's logging first.</summary>
+    internal static LLamaWeights LoadWeights(ModelParams parameters, string ggufPath)
+    {
         try
         {
-            return new LlamaCppEvaluator(LLamaWeights.LoadFromFile(parameters), parameters);
+            return LLamaWeights.LoadFromFile(parameters);
         }
         catch (LLama.Exceptions.RuntimeError e)
         {

@@ -58,7 +58,7 @@ public sealed class EvalCommand : ICommand
                 args.GetInt("--max-new-failures", 0, min: 0),
                 minPassRate,
                 args.GetAll("--rule").Select(EvalRule.Parse).ToList(),
-                args.Has("--ci") || IsCi()),
+                args.Has("--ci") || ContinuousIntegration.IsDetected()),
             ProjectFile = args.Get("--project"),
             TrainingMetrics = args.Get("--metrics"),
             Progress = ProgressSinks.For(context.Error),
@@ -81,11 +81,6 @@ public sealed class EvalCommand : ICommand
             throw new ErtasException(ErrorCode.InvalidArgument, $"--min-pass-rate expects a number between 0 and 1, got '{text}'");
         return rate;
     }
-
-    /// <summary>CI=true as GitHub Actions, GitLab and most runners set it.</summary>
-    internal static bool IsCi() =>
-        Environment.GetEnvironmentVariable("CI") is { } ci && (ci.Equals("true", StringComparison.OrdinalIgnoreCase) || ci == "1")
-        || string.Equals(Environment.GetEnvironmentVariable("TF_BUILD"), "true", StringComparison.OrdinalIgnoreCase); // Azure Pipelines
 }
 
 /// <summary><c>ertas eval accept</c>: received snapshots become the verified baseline.</summary>
