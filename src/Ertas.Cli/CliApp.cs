@@ -35,11 +35,20 @@ public static class CliApp
         new ChatCommand(),
         new GgufSplitCommand(),
         new GgufMergeCommand(),
+        new GitHubRunCommand(),
+        new GitHubVersionCommand(),
+        new GitHubCommentCommand(),
+        new GitHubReleaseCommand(),
+        new GitHubChangedCommand(),
     ];
 
-    public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, CancellationToken ct = default)
+    public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, CancellationToken ct = default,
+        Func<string, string?>? variable = null)
     {
-        var root = BuildRoot(args, new CliContext(stdout, stderr, ct));
+        var context = new CliContext(stdout, stderr, ct);
+        if (variable is not null)
+            context = context with { Variable = variable };
+        var root = BuildRoot(args, context);
         var invocation = new InvocationConfiguration
         {
             Output = stdout,

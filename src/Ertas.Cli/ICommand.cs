@@ -20,7 +20,11 @@ public interface ICommand
 }
 
 /// <summary>What a command writes to and how it is stopped; tests pass string writers.</summary>
-public sealed record CliContext(TextWriter Out, TextWriter Error, CancellationToken Cancellation);
+public sealed record CliContext(TextWriter Out, TextWriter Error, CancellationToken Cancellation)
+{
+    /// <summary>Reads an environment variable (GITHUB_TOKEN, GITHUB_OUTPUT...); tests pass their own.</summary>
+    public Func<string, string?> Variable { get; init; } = Environment.GetEnvironmentVariable;
+}
 
 public enum ExitCode
 {

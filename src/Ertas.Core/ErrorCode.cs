@@ -2,7 +2,7 @@ namespace Ertas.Core;
 
 /// <summary>
 /// Every diagnostic code in one place. Numbers are a public contract (users search and NoWarn them):
-/// never renumber, only add. Ranges: 1xxx command line and files, 2xxx checkpoints and config,
+/// never renumber, only add. Ranges: 1xxx command line and files (11xx GitHub: tokens, releases), 2xxx checkpoints and config,
 /// 3xxx tokenizer and templates, 4xxx GGUF, 5xxx modeling, 6xxx datasets, 7xxx training and adapters,
 /// 8xxx the MSBuild SDK, 9xxx evals (suites, scoring, snapshots and the gate).
 /// </summary>
@@ -17,6 +17,21 @@ public enum ErrorCode
     OutputExists = 1006,
     IoFailure = 1007,
     Cancelled = 1008,
+
+    // 11xx: GitHub (the token, its permissions, releases and their assets, the model lock a release is made from)
+    GitHubUnauthorized = 1101,
+    GitHubForbidden = 1102,
+    GitHubRequestFailed = 1103,
+    ReleaseExists = 1110,
+    ReleaseTrainKeyChanged = 1111,
+    ReleaseAssetStale = 1112,
+    ReleaseAssetInvalid = 1113,
+    LockInvalid = 1120,
+    // 113x: the GitHub Action (ertas github run): its inputs, the events it refuses, the build it runs
+    ActionInputInvalid = 1130,
+    ActionUntrustedEvent = 1131,
+    ActionProjectNotFound = 1132,
+    ActionTagMismatch = 1133,
 
     // 2xxx: Hugging Face checkpoints and config.json
     ConfigMissing = 2001,

@@ -157,8 +157,43 @@ public static class EvalRun
         Directory.CreateDirectory(options.OutputDirectory);
         AtomicFile.WriteAllText(Path.Combine(options.OutputDirectory, "report.md"), EvalMarkdown.Render(report));
         AtomicFile.WriteAllText(Path.Combine(options.OutputDirectory, "report.html"), EvalHtml.Render(report));
+        AtomicFile.WriteAllText(Path.Combine(options.OutputDirectory, VerdictFileName), VerdictJson(options, report, Errors(diagnostics) > 0));
         messages.Add($"eval: {report.Verdict.Replace("**", "")} Report: {Path.Combine(options.OutputDirectory, "report.md")}");
         return new EvalRunResult(report, diagnostics, messages);
+    }
+
+    /// <summary>The run's outcome for tools (the GitHub Action's eval-verdict output), beside report.md.</summary>
+    public const string VerdictFileName = "verdict.json";
+
+    /// <summary>
+    /// <c>{"model","verdict":"pass|fail|none","quantizations":[{"quantization","file","passed","cases","snapshot"}]}</c>,
+    /// where snapshot is the file holding these results: the received one when they differ from the baseline, else the
+    /// verified one (relative to the snapshot folder).
+    /// </summary>
+    private static string VerdictJson(EvalRunOptions options, EvalReport report, bool failed)
+    {
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        {
+            w.WriteStartObject();
+            w.WriteString("model", options.ModelName);
+            w.WriteString("verdict", failed ? "fail" : report.VerdictWord);
+            w.WriteStartArray("quantizations");
+            foreach (var q in report.Quants)
+            {
+                w.WriteStartObject();
+                w.WriteString("quantization", q.Quantization);
+                w.WriteString("file", q.Now.File);
+                w.WriteNumber("passed", q.Now.Summary.Passed);
+                w.WriteNumber("cases", q.Now.Summary.Cases);
+                var received = ReceivedPath(options.SnapshotDirectory, options.ModelName, q.Quantization);
+                w.WriteString("snapshot", Path.GetFileName(File.Exists(received) ? received : VerifiedPath(options.SnapshotDirectory, options.ModelName, q.Quantization)));
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(buffer.ToArray()) + "\n";
     }
 
     public static string VerifiedPath(string directory, string model, string quant) => Path.Combine(directory, $"{model}.{quant}.verified.json");

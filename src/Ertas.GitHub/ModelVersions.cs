@@ -27,6 +27,21 @@ public static class ModelVersions
         (severalModels ? modelName + "-v" : "v") + version.ToNormalizedString();
 
     /// <summary>
+    /// The version a release tag names for <paramref name="modelName"/>: <c>v1.2.0</c> or <c>Name-v1.2.0</c>; null for
+    /// another model's tag (<c>Other-v1.0.0</c>) or a tag that is no version at all, so those never block a release.
+    /// </summary>
+    public static SemanticVersion? VersionOfTag(string tag, string modelName)
+    {
+        ArgumentNullException.ThrowIfNull(tag);
+        ArgumentNullException.ThrowIfNull(modelName);
+        var prefix = modelName + "-v";
+        var text = tag.StartsWith(prefix, StringComparison.OrdinalIgnoreCase) ? tag[prefix.Length..]
+            : tag.StartsWith('v') ? tag[1..]
+            : null;
+        return text is not null && SemanticVersion.TryParse(text, out var version) ? version : null;
+    }
+
+    /// <summary>
     /// Refuses a release that is not newer than the newest one already published (ERTAS1001 with both versions), so a
     /// forgotten ModelVersion bump never shadows or reorders a release; build metadata does not count, as in SemVer.
     /// </summary>

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Net;
 using System.Text;
 using Octokit;
 
@@ -47,13 +46,8 @@ public static class StickyComment
     private const string MarkerSuffix = " -->";
     private const string MissingPermission = "pull-requests: write";
 
-    // Waiting longer than this inside a CI step (a primary rate limit can reset an hour away) costs more than
-    // failing and letting the caller fall back to the job summary.
-    private static readonly TimeSpan MaxHonouredWait = TimeSpan.FromMinutes(2);
-    private static readonly TimeSpan FirstBackoff = TimeSpan.FromSeconds(2);
-
-    // GitHub's guidance for a secondary rate limit without Retry-After: wait at least a minute.
-    private static readonly TimeSpan SecondaryRateLimitWait = TimeSpan.FromMinutes(1);
+    /// <summary>The login GitHub gives the workflow's GITHUB_TOKEN, whose comments are ours when /user is closed to the token.</summary>
+    public const string ActionsBotLogin = "github-actions[bot]";
 
     /// <summary>The hidden first line that marks the comment for <paramref name="key"/>.</summary>
     public static string Marker(string key)
@@ -63,13 +57,18 @@ public static class StickyComment
     }
 
     /// <summary>
-    /// Updates the pull request's comment for <paramref name="key"/> in place, or creates it when there is none.
+    /// Updates the pull request's comment for <paramref name="key"/> in place, or creates it when there is none. Only
+    /// comments written by the token's own identity count, so a reviewer pasting the marker never has theirs edited.
     /// A token without write access (a pull request from a fork) gives a skipped result, not an exception; 5xx answers
     /// and rate limits are retried up to <see cref="MaxAttempts"/> times, after which the Octokit exception propagates.
     /// </summary>
     /// <param name="key">Letters, digits and <c>-_.</c>: one sticky comment per key (e.g. per project).</param>
     /// <param name="body">Markdown; cut at a line boundary when over GitHub's limit.</param>
     /// <param name="delay">Waits between tries; tests pass one that records instead of sleeping.</param>
+    /// <param name="botLogin">
+    /// The bot login a GitHub App token posts as (e.g. <c>my-app[bot]</c>), counted as ours beside
+    /// <see cref="ActionsBotLogin"/> when the token cannot read <c>GET /user</c>.
+    /// </param>
     public static async Task<StickyCommentResult> UpsertAsync(
         IGitHubClient client,
         string owner,
@@ -78,7 +77,8 @@ public static class StickyComment
         string key,
         string body,
         CancellationToken ct,
-        Func<TimeSpan, CancellationToken, Task>? delay = null)
+        Func<TimeSpan, CancellationToken, Task>? delay = null,
+        string? botLogin = null)
     {
         ArgumentNullException.ThrowIfNull(client);
         ArgumentException.ThrowIfNullOrWhiteSpace(owner);
@@ -90,35 +90,26 @@ public static class StickyComment
 
         var (text, truncated) = Compose(marker, body);
 
-        var wait = TimeSpan.Zero;
-        for (var attempt = 1; ; attempt++)
+        try
         {
-            ct.ThrowIfCancellationRequested();
-            try
-            {
-                // The whole find-then-write is retried, not just the failed call: a create answered with a 502 may
-                // still have been stored, and listing again finds it instead of posting a duplicate.
-                return await UpsertOnceAsync(client, owner, repo, pullRequest, key, marker, text, truncated).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (IsTransient(ex, ct) && attempt < MaxAttempts && (wait = RetryWait(ex, attempt)) <= MaxHonouredWait)
-            {
-                await delay(wait, ct).ConfigureAwait(false);
-            }
-            // Rate limits arrive as ForbiddenExceptions too (a 403 with "rate limit" in the body): they are retried
-            // above or propagate once the tries run out, and never read as a missing permission.
-            catch (ForbiddenException ex) when (!IsRateLimit(ex))
-            {
-                return Skipped(client, truncated,
-                    $"GitHub refused the sticky comment '{key}' on pull request #{Number(pullRequest)} (403{GitHubSays(ex)}): "
-                    + $"the token lacks the `{MissingPermission}` permission. A pull request from a fork gets a read-only "
-                    + $"token; otherwise add `permissions: {MissingPermission}` to the job. The report is in the job summary.");
-            }
-            catch (AuthorizationException ex)
-            {
-                return Skipped(client, truncated,
-                    $"GitHub did not accept the token for the sticky comment '{key}' on pull request #{Number(pullRequest)} "
-                    + $"(401{GitHubSays(ex)}): it is missing, expired or revoked. The report is in the job summary.");
-            }
+            // The whole find-then-write is retried, not just the failed call: a create answered with a 502 may
+            // still have been stored, and listing again finds it instead of posting a duplicate.
+            return await GitHubRetry.RunAsync(
+                _ => UpsertOnceAsync(client, owner, repo, pullRequest, key, marker, text, truncated, botLogin),
+                MaxAttempts, delay, ct).ConfigureAwait(false);
+        }
+        catch (ForbiddenException ex) when (GitHubRetry.IsPermissionRefusal(ex))
+        {
+            return Skipped(client, truncated,
+                $"GitHub refused the sticky comment '{key}' on pull request #{Number(pullRequest)} (403{GitHubRetry.GitHubSays(ex)}): "
+                + $"the token lacks the `{MissingPermission}` permission. A pull request from a fork gets a read-only "
+                + $"token; otherwise add `permissions: {MissingPermission}` to the job. The report is in the job summary.");
+        }
+        catch (AuthorizationException ex)
+        {
+            return Skipped(client, truncated,
+                $"GitHub did not accept the token for the sticky comment '{key}' on pull request #{Number(pullRequest)} "
+                + $"(401{GitHubRetry.GitHubSays(ex)}): it is missing, expired or revoked. The report is in the job summary.");
         }
     }
 
@@ -165,8 +156,11 @@ public static class StickyComment
     }
 
     private static async Task<StickyCommentResult> UpsertOnceAsync(
-        IGitHubClient client, string owner, string repo, long pullRequest, string key, string marker, string text, bool truncated)
+        IGitHubClient client, string owner, string repo, long pullRequest, string key, string marker, string text, bool truncated,
+        string? botLogin)
     {
+        var isOurs = await AuthorFilterAsync(client, botLogin).ConfigureAwait(false);
+
         // The list endpoint answers oldest first (Octokit sends sort=created&direction=asc, which this endpoint does not
         // document and cannot be relied on to reverse), so every page is read and the newest picked here; PageSize
         // 100 (GitHub's maximum) keeps a long discussion to a few requests, and Octokit follows Link rel="next" itself.
@@ -175,7 +169,7 @@ public static class StickyComment
             .ConfigureAwait(false);
 
         var ours = all
-            .Where(c => c.Body is not null && c.Body.StartsWith(marker, StringComparison.Ordinal))
+            .Where(c => c.Body is not null && c.Body.StartsWith(marker, StringComparison.Ordinal) && isOurs(c.User))
             .OrderByDescending(c => c.CreatedAt)
             .ThenByDescending(c => c.Id)
             .ToList();
@@ -203,20 +197,31 @@ public static class StickyComment
             $"Updated the sticky comment '{key}' on pull request #{Number(pullRequest)}: {updated.HtmlUrl}.{cutNote}{raceNote}");
     }
 
-    /// <remarks>
-    /// These messages quote GitHub's answer, and a proxy or a misbehaving server can echo the request's headers back:
-    /// the client's own token is scrubbed from them before they reach a log.
-    /// </remarks>
-    private static StickyCommentResult Skipped(IGitHubClient client, bool truncated, string message)
+    /// <summary>
+    /// Which authors' comments count as ours. Anyone can paste the marker into a comment, so only the token's own
+    /// identity counts: the login <c>GET /user</c> names for a personal token; installation tokens (GITHUB_TOKEN, a
+    /// GitHub App) get 403 "Resource not accessible by integration" there, and then the Actions bot, or the App's
+    /// bot login when given, is ours, checked as a Bot account so that a user named alike never matches.
+    /// </summary>
+    private static async Task<Func<User?, bool>> AuthorFilterAsync(IGitHubClient client, string? botLogin)
     {
-        var token = client.Connection?.Credentials?.Password;
-        if (!string.IsNullOrEmpty(token))
+        try
         {
-            message = message.Replace(token, "***", StringComparison.Ordinal);
+            var me = await client.User.Current().ConfigureAwait(false);
+            var login = me.Login;
+            return user => user is not null && string.Equals(user.Login, login, StringComparison.OrdinalIgnoreCase);
         }
-
-        return new StickyCommentResult(StickyCommentOutcome.Skipped, null, null, truncated, message);
+        catch (ForbiddenException ex) when (GitHubRetry.IsPermissionRefusal(ex))
+        {
+            return user => user is { Type: AccountType.Bot }
+                && (string.Equals(user.Login, ActionsBotLogin, StringComparison.OrdinalIgnoreCase)
+                    || (botLogin is not null && string.Equals(user.Login, botLogin, StringComparison.OrdinalIgnoreCase)));
+        }
     }
+
+    /// <remarks>These messages quote GitHub's answer; the client's own token is scrubbed from them.</remarks>
+    private static StickyCommentResult Skipped(IGitHubClient client, bool truncated, string message) =>
+        new(StickyCommentOutcome.Skipped, null, null, truncated, GitHubRetry.Scrub(message, GitHubRetry.TokenOf(client)));
 
     private static void ValidateKey(string key)
     {
@@ -229,69 +234,6 @@ public static class StickyComment
                 $"the sticky comment key '{key}' must be 1 to 100 characters of letters, digits, '-', '_' and '.'", nameof(key));
         }
     }
-
-    private static bool IsRateLimit(Exception ex) =>
-        ex is RateLimitExceededException or SecondaryRateLimitExceededException or AbuseException
-        || ex is ApiException { StatusCode: (HttpStatusCode)429 };
-
-    private static bool IsTransient(Exception ex, CancellationToken ct) => ex switch
-    {
-        _ when IsRateLimit(ex) => true,
-        ApiException api => (int)api.StatusCode >= 500,
-        // A connection reset or refused on the way; not our own cancellation.
-        HttpRequestException => !ct.IsCancellationRequested,
-        _ => false,
-    };
-
-    private static TimeSpan RetryWait(Exception ex, int attempt)
-    {
-        if (ex is ApiException api && RetryAfter(api) is { } asked)
-        {
-            return asked;
-        }
-
-        return ex switch
-        {
-            // Octokit computes the wait from X-RateLimit-Reset.
-            RateLimitExceededException primary => primary.GetRetryAfterTimeSpan(),
-            SecondaryRateLimitExceededException or AbuseException => SecondaryRateLimitWait,
-            _ => FirstBackoff * (1 << (attempt - 1)),
-        };
-    }
-
-    /// <summary>The Retry-After header (seconds or an HTTP date), when GitHub sent one.</summary>
-    private static TimeSpan? RetryAfter(ApiException ex)
-    {
-        var headers = ex.HttpResponse?.Headers;
-        if (headers is null)
-        {
-            return null;
-        }
-
-        // Octokit copies the headers into an ordinal dictionary, so the name's case is whatever the server sent.
-        var value = headers.FirstOrDefault(h => string.Equals(h.Key, "Retry-After", StringComparison.OrdinalIgnoreCase)).Value;
-        if (string.IsNullOrWhiteSpace(value))
-        {
-            return null;
-        }
-
-        if (int.TryParse(value.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var seconds))
-        {
-            return TimeSpan.FromSeconds(seconds);
-        }
-
-        if (DateTimeOffset.TryParse(value.Trim(), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at))
-        {
-            var wait = at - DateTimeOffset.UtcNow;
-            return wait < TimeSpan.Zero ? TimeSpan.Zero : wait;
-        }
-
-        return null;
-    }
-
-    /// <summary>GitHub's own words for a refusal, e.g. "Resource not accessible by integration".</summary>
-    private static string GitHubSays(ApiException ex) =>
-        string.IsNullOrWhiteSpace(ex.ApiError?.Message) ? "" : $" \"{ex.ApiError.Message}\"";
 
     /// <summary>The fence ("```" or "~~~") of a code block left open at the end of <paramref name="markdown"/>, else null.</summary>
     private static string? OpenCodeFence(string markdown)

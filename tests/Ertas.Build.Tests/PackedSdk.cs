@@ -28,7 +28,19 @@ public sealed class PackedSdk : IDisposable
             return (project, Dotnet(project, "build").EnsureSuccess());
         });
         Version = $"0.1.0-test.{DateTime.UtcNow:yyyyMMddHHmmss}";
-        var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}") ? "Release" : "Debug";
+        _cliTool = new Lazy<string>(() =>
+        {
+            Run(RepoRoot, "dotnet", $"pack src/Ertas.Cli/Ertas.Cli.csproj -c {Configuration} -p:PackageVersion={Version} -p:PackageOutputPath={Feed}/ -nodeReuse:false", 600,
+                privatePackages: false).EnsureSuccess();
+            return Version;
+        });
+        _installedTool = new Lazy<string>(() =>
+        {
+            var toolPath = Path.Combine(Root, "tool");
+            Run(Work, "dotnet", $"tool install Ertas.Cli --version {CliToolVersion} --tool-path {toolPath} --add-source {Feed}", 300).EnsureSuccess();
+            return Path.Combine(toolPath, "ertas");
+        });
+        var configuration = Configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}") ? "Release" : "Debug";
 
         foreach (var project in new[] { "src/Ertas.Build.Sdk/Ertas.Build.Sdk.csproj", "templates/Ertas.Build.Templates.csproj" })
             // With the repository's own packages folder: packing restores and rebuilds the repository's projects, and
@@ -59,12 +71,28 @@ public sealed class PackedSdk : IDisposable
         File.WriteAllText(Path.Combine(Work, "Directory.Build.targets"), "<Project />");
     }
 
+    /// <summary>
+    /// The ertas command as a dotnet tool package (Ertas.Cli) in <see cref="Feed"/>, packed on first use: the GitHub
+    /// Action installs it from a feed at an exact version.
+    /// </summary>
+    public string CliToolVersion => _cliTool.Value;
+
+    private readonly Lazy<string> _cliTool;
+
+    /// <summary>The ertas executable, installed once from <see cref="Feed"/> as a user installs the tool.</summary>
+    public string ErtasTool => _installedTool.Value;
+
+    private readonly Lazy<string> _installedTool;
+
     public string RepoRoot { get; }
     public string Root { get; }
     public string Feed { get; }
     public string Packages { get; }
     public string Hive { get; }
     public string Work { get; }
+
+    /// <summary>The configuration these tests were built in, which packing uses too.</summary>
+    public string Configuration { get; }
     public string Version { get; }
 
     /// <summary><c>dotnet new ertas-model -n NAME [options]</c> in a fresh folder; returns the project folder.</summary>

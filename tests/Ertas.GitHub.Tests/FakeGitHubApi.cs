@@ -12,9 +12,9 @@ using WireMock.Util;
 namespace Ertas.GitHub.Tests;
 
 /// <summary>
-/// Just enough of GitHub's issue-comments API on loopback (GHES form, under /api/v3) to exercise Octokit for real:
-/// the list pages and answers Link rel="next" as GitHub does, create and update keep the comments in memory, and
-/// faults can be queued per method.
+/// Just enough of GitHub's API on loopback (GHES form, under /api/v3) to exercise Octokit for real: issue comments
+/// here, releases and their assets in FakeGitHubApi.Releases.cs. Lists page and answer Link rel="next" as GitHub
+/// does, writes keep their state in memory, and faults can be queued per method (and path).
 /// </summary>
 public sealed partial class FakeGitHubApi : IDisposable
 {
@@ -57,7 +57,23 @@ public sealed partial class FakeGitHubApi : IDisposable
         public string Body { get; } = body;
         public IReadOnlyDictionary<string, string> Headers { get; } = headers;
         public int Remaining { get; set; } = times;
+
+        /// <summary>Only requests whose path contains this; null for any.</summary>
+        public string? PathContains { get; init; }
+
+        /// <summary>Matching requests to let through before the fault begins.</summary>
+        public int Skip { get; set; }
+
+        /// <summary>A faulted upload leaves a half-created asset (state "starter"), as an upload cut off on GitHub does.</summary>
+        public bool LeaveStarter { get; init; }
     }
+
+    /// <summary>
+    /// The login GET /user answers for the token (a personal access token); null answers 403 "Resource not accessible
+    /// by integration", as GitHub does for GITHUB_TOKEN and GitHub App installation tokens. Comments the fake creates
+    /// are written as this login, or as the Actions bot when null.
+    /// </summary>
+    public string? UserLogin { get; set; }
 
     public IReadOnlyList<Comment> Comments
     {
@@ -104,6 +120,24 @@ public sealed partial class FakeGitHubApi : IDisposable
         }
     }
 
+    /// <summary>
+    /// Like <see cref="Fail"/>, for requests whose path contains <paramref name="pathContains"/> only, after letting
+    /// <paramref name="skip"/> of them through; a faulted upload can leave a half-created asset behind.
+    /// </summary>
+    public void FailAt(string method, string pathContains, int status, string body, int skip = 0, int times = 1,
+        bool leaveStarter = false, IReadOnlyDictionary<string, string>? headers = null)
+    {
+        lock (_gate)
+        {
+            _faults.Add(new Fault(method, status, body, headers ?? new Dictionary<string, string>(), times)
+            {
+                PathContains = pathContains,
+                Skip = skip,
+                LeaveStarter = leaveStarter,
+            });
+        }
+    }
+
     public void Dispose() => _server.Stop();
 
     private ResponseMessage Handle(IRequestMessage request)
@@ -111,6 +145,12 @@ public sealed partial class FakeGitHubApi : IDisposable
         lock (_gate)
         {
             _requests.Add($"{request.Method} {request.Path}{QueryString(request)}");
+
+            // Where an asset download is redirected: storage takes a signed URL, not the token.
+            if (request.Path.StartsWith(StoragePrefix, StringComparison.Ordinal))
+            {
+                return Storage(request);
+            }
 
             // Octokit 14 sends "Token <value>" (GitHub takes the scheme in any case); anything else is a 401. The
             // refusal echoes the header on purpose, a worse server than GitHub, so the tests prove the token is
@@ -122,10 +162,22 @@ public sealed partial class FakeGitHubApi : IDisposable
                 return Json(401, new { message = $"Bad credentials ({auth})", documentation_url = "https://docs.github.com/rest" });
             }
 
-            var fault = _faults.FirstOrDefault(f => f.Remaining > 0 && f.Method == request.Method);
+            var fault = _faults.FirstOrDefault(f => f.Remaining > 0 && f.Method == request.Method
+                && (f.PathContains is null || request.Path.Contains(f.PathContains, StringComparison.Ordinal)));
+            if (fault is { Skip: > 0 })
+            {
+                fault.Skip--;
+                fault = null;
+            }
+
             if (fault is not null)
             {
                 fault.Remaining--;
+                if (fault.LeaveStarter)
+                {
+                    LeaveStarterAsset(request);
+                }
+
                 var faulted = Text(fault.Status, fault.Body);
                 foreach (var (name, value) in fault.Headers)
                 {
@@ -153,17 +205,31 @@ public sealed partial class FakeGitHubApi : IDisposable
                 return Update(long.Parse(one.Groups["id"].Value, CultureInfo.InvariantCulture), request);
             }
 
+            if (request.Path == "/api/v3/user" && request.Method == "GET")
+            {
+                return UserLogin is null
+                    ? Json(403, new { message = "Resource not accessible by integration", documentation_url = "https://docs.github.com/rest/users/users#get-the-authenticated-user" })
+                    : Json(200, UserJson(UserLogin));
+            }
+
+            if (HandleReleases(request) is { } answered)
+            {
+                return answered;
+            }
+
             return Json(404, new { message = "Not Found", documentation_url = "https://docs.github.com/rest" });
         }
     }
 
-    private ResponseMessage ListPage(IRequestMessage request)
+    private ResponseMessage ListPage(IRequestMessage request) =>
+        Page(request, _comments.OrderBy(c => c.Id).ToList(), $"{ApiUrl}/repos/{Owner}/{Repo}/issues/{PullRequest}/comments", ToJson);
+
+    /// <summary>One page of <paramref name="ordered"/>, with GitHub's defaults and cap (30 a page, at most 100) and Link.</summary>
+    private static ResponseMessage Page<T>(IRequestMessage request, IReadOnlyList<T> ordered, string listUrl, Func<T, object> toJson)
     {
-        // GitHub's defaults and cap: 30 a page, at most 100.
         var perPage = Math.Clamp(QueryInt(request, "per_page") ?? 30, 1, 100);
         var page = Math.Max(QueryInt(request, "page") ?? 1, 1);
-        var ordered = _comments.OrderBy(c => c.Id).ToList();
-        var slice = ordered.Skip((page - 1) * perPage).Take(perPage).Select(ToJson).ToList();
+        var slice = ordered.Skip((page - 1) * perPage).Take(perPage).Select(toJson).ToList();
         var response = Json(200, slice);
 
         var last = Math.Max(1, (ordered.Count + perPage - 1) / perPage);
@@ -171,7 +237,7 @@ public sealed partial class FakeGitHubApi : IDisposable
         {
             // As GitHub does: the request's own query (Octokit adds sort and direction) with the page replaced.
             var others = request.Query!.Where(q => q.Key != "page").Select(q => $"{q.Key}={q.Value.FirstOrDefault()}");
-            var pageUrl = $"{ApiUrl}/repos/{Owner}/{Repo}/issues/{PullRequest}/comments?{string.Join("&", others)}&page=";
+            var pageUrl = $"{listUrl}?{string.Join("&", others)}&page=";
             response.AddHeader("Link", $"<{pageUrl}{page + 1}>; rel=\"next\", <{pageUrl}{last}>; rel=\"last\"");
         }
 
@@ -188,7 +254,7 @@ public sealed partial class FakeGitHubApi : IDisposable
 
         var id = _nextId++;
         var at = Epoch.AddMinutes(id - 1000);
-        var comment = new Comment(id, BotLogin, body, at, at);
+        var comment = new Comment(id, UserLogin ?? BotLogin, body, at, at);
         _comments.Add(comment);
         return Json(201, ToJson(comment));
     }
@@ -228,18 +294,21 @@ public sealed partial class FakeGitHubApi : IDisposable
         ["html_url"] = $"https://github.example/{Owner}/{Repo}/pull/{PullRequest}#issuecomment-{c.Id}",
         ["issue_url"] = $"{ApiUrl}/repos/{Owner}/{Repo}/issues/{PullRequest}",
         ["body"] = c.Body,
-        ["user"] = new Dictionary<string, object?>
-        {
-            ["login"] = c.Author,
-            ["id"] = c.Author == BotLogin ? 41898282 : 583231,
-            ["node_id"] = "U_1",
-            ["type"] = c.Author == BotLogin ? "Bot" : "User",
-            ["site_admin"] = false,
-        },
+        ["user"] = UserJson(c.Author),
         // GitHub's form; Octokit parses these into DateTimeOffset and fails on anything it cannot read.
         ["created_at"] = c.CreatedAt.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
         ["updated_at"] = c.UpdatedAt.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
         ["author_association"] = c.Author == BotLogin ? "NONE" : "MEMBER",
+    };
+
+    /// <summary>An account as GitHub shows it: bots (logins ending in [bot]) have type Bot.</summary>
+    private static Dictionary<string, object?> UserJson(string login) => new()
+    {
+        ["login"] = login,
+        ["id"] = login == BotLogin ? 41898282 : 583231,
+        ["node_id"] = "U_1",
+        ["type"] = login.EndsWith("[bot]", StringComparison.Ordinal) ? "Bot" : "User",
+        ["site_admin"] = false,
     };
 
     private static ResponseMessage Json(int status, object payload)
