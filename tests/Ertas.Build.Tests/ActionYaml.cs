@@ -39,7 +39,7 @@ internal static partial class ActionYaml
 
     /// <summary>The run step's options, each from its ERTAS_&lt;NAME&gt; variable.</summary>
     public static readonly string[] RunOptions =
-        ["project", "mode", "configuration", "device", "comment", "on-existing", "dry-run", "allow-untrusted"];
+        ["project", "mode", "configuration", "device", "comment", "on-existing", "dry-run", "allow-untrusted", "cache", "upload-artifact"];
 
     public const string UploadCondition =
         "${{ !cancelled() && inputs.upload-artifact == 'true' && steps.run.outputs.artifact-paths != '' }}";

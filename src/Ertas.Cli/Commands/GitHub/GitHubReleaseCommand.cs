@@ -55,6 +55,9 @@ public sealed class GitHubReleaseCommand : ICommand
         var ct = context.Cancellation;
         tag ??= DefaultTag(lockFile);
         var version = lockFile.SemanticVersion.ToNormalizedString();
+        if (lockFile.SemanticVersion.ReleaseLabels.FirstOrDefault() == "pr")
+            throw new ErtasException(ErrorCode.ActionTagMismatch,
+                $"{version} is a pull request's build, which is never released: release a build of the merged commit, tagged v<ModelVersion>", lockFile.FullPath);
         if (tag != "v" + version && tag != $"{lockFile.Model}-v{version}")
             throw new ErtasException(ErrorCode.ActionTagMismatch,
                 $"the tag '{tag}' does not name this build's version {version}: release it as 'v{version}' or '{lockFile.Model}-v{version}', or set ModelVersion to the tag's version and rebuild", lockFile.FullPath);

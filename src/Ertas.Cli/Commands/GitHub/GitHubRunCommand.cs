@@ -19,7 +19,8 @@ public sealed class GitHubRunCommand : ICommand
     public IReadOnlyList<string> Verb { get; } = ["github", "run"];
     public string Usage =>
         "ertas github run [--project PATH] [--mode auto|pr|release|build] [--configuration Release] [--device cpu|cuda]\n" +
-        "                 [--comment upsert|off] [--on-existing fail|skip|update] [--dry-run false] [--allow-untrusted false]";
+        "                 [--comment upsert|off] [--on-existing fail|skip|update] [--dry-run false] [--allow-untrusted false]\n" +
+        "                 [--cache true] [--upload-artifact true]";
     public string Summary => "The GitHub Action's work: build, annotate, summarize, comment on the pull request or release.";
 
     public IReadOnlyList<OptionSpec> Options { get; } =
@@ -32,6 +33,8 @@ public sealed class GitHubRunCommand : ICommand
         new("--on-existing", "fail (default), skip or update: what a release does when the tag's release exists.", "MODE"),
         new("--dry-run", "true: build and report, but write nothing to GitHub (default false).", "BOOL"),
         new("--allow-untrusted", "true: run pull_request_target events and fork pull requests on self-hosted runners (default false).", "BOOL"),
+        new("--cache", "The action's cache input, checked here (true or false; the caching is the action's).", "BOOL"),
+        new("--upload-artifact", "true (default): list the model's files in the artifact-paths output; false: none.", "BOOL"),
         .. GitHubConnection.Options,
     ];
 
@@ -54,7 +57,7 @@ public sealed class GitHubRunCommand : ICommand
             failed |= RunProject(project, inputs, mode, actions, workspace, args, context, outputs);
 
         if (actions.OutputFile is { } outputFile)
-            WorkflowCommands.WriteOutputs(outputFile, outputs.ToPairs());
+            WorkflowCommands.WriteOutputs(outputFile, outputs.ToPairs().Where(p => inputs.UploadArtifact || p.Key != "artifact-paths"));
         return failed ? (int)ExitCode.Failure : 0;
     }
 
@@ -198,8 +201,13 @@ public sealed class GitHubRunCommand : ICommand
         if (pr.BaseSha.Length == 0 || verdict.Snapshots.Count == 0)
             return "";
         var sb = new StringBuilder();
-        sb.Append(CultureInfo.InvariantCulture, $"### Against the base branch ({(pr.BaseRef is null ? "" : $"`{pr.BaseRef}` ")}at {pr.BaseSha[..Math.Min(7, pr.BaseSha.Length)]})\n\n");
         var root = ChildProcess.Capture("git", ["rev-parse", "--show-toplevel"], project.ProjectDirectory, ct, out _)?.Trim();
+        // Where the pull request left the base branch: the base's later commits are not this change's doing.
+        var baseCommit = root is not null && pr.HeadSha.Length > 0
+            && ChildProcess.Capture("git", ["merge-base", pr.BaseSha, pr.HeadSha], root, ct, out _)?.Trim() is { Length: > 0 } mergeBase
+            ? mergeBase
+            : pr.BaseSha;
+        sb.Append(CultureInfo.InvariantCulture, $"### Against the base branch ({(pr.BaseRef is null ? "" : $"`{pr.BaseRef}` ")}at {baseCommit[..Math.Min(7, baseCommit.Length)]})\n\n");
         var comparisons = new List<QuantComparison>();
         var missing = new List<string>();
         foreach (var (quantization, snapshot) in verdict.Snapshots)
@@ -209,7 +217,7 @@ public sealed class GitHubRunCommand : ICommand
             if (root is null || !File.Exists(now))
                 continue;
             var relative = Path.GetRelativePath(root, verified).Replace('\\', '/');
-            var text = BaseFile(root, pr.BaseSha, relative, ct);
+            var text = BaseFile(root, baseCommit, relative, ct);
             if (text is null)
             {
                 missing.Add(relative);
@@ -405,7 +413,8 @@ public sealed class GitHubRunCommand : ICommand
 }
 
 /// <summary>The action's inputs as the verb receives them (strings), each checked with one clear error.</summary>
-internal sealed record ActionInputs(string Project, string Mode, string Configuration, string Device, string Comment, OnExisting OnExisting, bool DryRun, bool AllowUntrusted)
+internal sealed record ActionInputs(string Project, string Mode, string Configuration, string Device, string Comment, OnExisting OnExisting, bool DryRun,
+    bool AllowUntrusted, bool UploadArtifact)
 {
     public static ActionInputs Parse(ParsedArgs args)
     {
@@ -418,6 +427,8 @@ internal sealed record ActionInputs(string Project, string Mode, string Configur
             return allowed.Contains(value) ? value
                 : throw new ErtasException(ErrorCode.ActionInputInvalid, $"input '{input}' must be {string.Join(", ", allowed[..^1])} or {allowed[^1]}, got '{args.Get(option)}'");
         }
+        // The cache itself is the action's (actions/cache); the value is only checked here.
+        OneOf("--cache", "cache", "true", "true", "false");
         var configuration = (args.Get("--configuration") ?? "").Trim();
         if (configuration.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.')))
             throw new ErtasException(ErrorCode.ActionInputInvalid, $"input 'configuration' must be a configuration name such as Release, got '{configuration}'");
@@ -429,6 +440,7 @@ internal sealed record ActionInputs(string Project, string Mode, string Configur
             OneOf("--comment", "comment", "upsert", "upsert", "off"),
             OneOf("--on-existing", "on-existing", "fail", "fail", "skip", "update") switch { "skip" => OnExisting.Skip, "update" => OnExisting.Update, _ => OnExisting.Fail },
             OneOf("--dry-run", "dry-run", "false", "true", "false") == "true",
-            OneOf("--allow-untrusted", "allow-untrusted", "false", "true", "false") == "true");
+            OneOf("--allow-untrusted", "allow-untrusted", "false", "true", "false") == "true",
+            OneOf("--upload-artifact", "upload-artifact", "true", "true", "false") == "true");
     }
 }
