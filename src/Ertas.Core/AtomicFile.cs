@@ -12,6 +12,7 @@ public static class AtomicFile
         var full = Path.GetFullPath(path);
         var dir = Path.GetDirectoryName(full)!;
         Directory.CreateDirectory(dir);
+        SweepOrphans(dir);
         var temp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}{TemporarySuffix}");
         try
         {
@@ -53,6 +54,59 @@ public static class AtomicFile
     }
 
     private const string TemporarySuffix = ".tmp";
+
+    /// <summary>
+    /// Deletes the temporary files in <paramref name="directory"/> whose writing process is gone: a SIGKILL (or a
+    /// power cut) skips the cleanup in <see cref="Write"/> and leaves up to a whole output's size behind. Files of a
+    /// live process (this one's other writers, or a concurrent build) are left alone; so is anything not named as
+    /// <see cref="Write"/> names its temporaries. Returns the files deleted.
+    /// </summary>
+    public static IReadOnlyList<string> SweepOrphans(string directory)
+    {
+        if (!Directory.Exists(directory))
+            return [];
+        var removed = new List<string>();
+        foreach (var file in Directory.EnumerateFiles(directory, "." + "*" + TemporarySuffix))
+        {
+            if (WriterOf(Path.GetFileName(file)) is not { } pid || pid == Environment.ProcessId || IsRunning(pid))
+                continue;
+            TryDelete(file);
+            if (!File.Exists(file))
+                removed.Add(file);
+        }
+        return removed;
+    }
+
+    /// <summary>The process id in <c>.NAME.PID.GUID.tmp</c>; null for any other name.</summary>
+    private static int? WriterOf(string name)
+    {
+        var parts = name[..^TemporarySuffix.Length].Split('.');
+        if (parts.Length < 4 || parts[0].Length != 0)
+            return null;
+        var guid = parts[^1];
+        var pid = parts[^2];
+        return guid.Length == 32 && guid.All(char.IsAsciiHexDigit)
+               && int.TryParse(pid, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var id) && id > 0
+            ? id
+            : null;
+    }
+
+    private static bool IsRunning(int pid)
+    {
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
+    }
 
     public static void WriteAllText(string path, string text) =>
         Write(path, s => { using var w = new StreamWriter(s, new System.Text.UTF8Encoding(false), leaveOpen: true); w.Write(text); });
