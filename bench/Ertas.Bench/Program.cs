@@ -14,6 +14,7 @@ const string usage = """
       nf4-dequant       NF4 -> bf16/f32 GB/s for a 4096x14336 weight, 2 threads: our C# kernel vs torch-ops formulations
       qlora-7b-step     one QLoRA step (seq 512, r 16, 7 projections, checkpointing, bf16) on the 7b preset: peak RSS, time
       train-100m        QLoRA training tokens/s and model FLOPs utilisation on the 100m preset
+      plan-memory       `ertas plan`'s CPU memory estimate against measured peak RSS (tiny and 100m, checkpointing off/on)
       build-sample      `dotnet build samples/TinyMistral`: full build, no-op rebuild wall time (target < 3 s with evals),
                         then eval throughput (cases/s) of the sample suite
       all               everything; prints a Markdown table and writes bench/results.md
@@ -54,7 +55,7 @@ for (var i = 1; i < args.Length; i++)
     }
 }
 if (scenario is not ("export-7b" or "generate-tiny" or "quantize-7b" or "quantize-tiny" or "quantize-kernels"
-    or "nf4-dequant" or "qlora-7b-step" or "train-100m" or "build-sample" or "all"))
+    or "nf4-dequant" or "qlora-7b-step" or "train-100m" or "plan-memory" or "build-sample" or "all"))
 {
     Console.Error.WriteLine($"unknown scenario '{scenario}'\n{usage}");
     return 2;
@@ -86,6 +87,7 @@ void Training<T>(string name, Func<T> run, Action<StringBuilder, T> append)
 Training("nf4-dequant", () => Nf4DequantBenchmark.Run(env), Nf4DequantBenchmark.AppendMarkdown);
 Training("train-100m", () => TrainSpeedBenchmark.Run(env), TrainSpeedBenchmark.AppendMarkdown);
 Training("qlora-7b-step", () => QloraStepBenchmark.Run(env), QloraStepBenchmark.AppendMarkdown);
+Training("plan-memory", () => PlanMemoryBenchmark.Run(env), PlanMemoryBenchmark.AppendMarkdown);
 Training(BuildBenchmark.Scenario, () => BuildBenchmark.Run(env), BuildBenchmark.AppendMarkdown);
 
 var markdown = ResultsReport.Markdown(machine, export, generate, [.. new[] { quantize7b, quantizeTiny }.OfType<QuantizeBenchResult>()], kernels)

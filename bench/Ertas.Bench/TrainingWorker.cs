@@ -35,6 +35,7 @@ public static class TrainingWorker
             "linear-probe" => TrainSpeedBenchmark.LinearProbe(Console.Error),
             "matmul" => TrainSpeedBenchmark.MatmulVariants(Console.Error),
             "rss-per-step" => TrainSpeedBenchmark.RssPerStep(rest[0], rest[1], Console.Error),
+            "plan-memory" => PlanMemoryBenchmark.Measure(rest, Console.Error),
             _ => throw new ArgumentException($"unknown worker kind '{args[0]}'"),
         };
         Console.Out.WriteLine(ResultPrefix + JsonSerializer.Serialize(result, result.GetType()));

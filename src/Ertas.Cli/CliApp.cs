@@ -27,6 +27,7 @@ public static class CliApp
         new QuantizeCommand(),
         new InspectCommand(),
         new TrainCommand(),
+        new PlanCommand(),
         new MergeCommand(),
         new AdapterExportCommand(),
         new EvalCommand(),

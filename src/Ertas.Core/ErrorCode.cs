@@ -59,6 +59,8 @@ public enum ErrorCode
     ChatFileInvalidJson = 3012,
     ChatFileMissingField = 3013,
     TemplateTokenizerMismatch = 3014,
+    TemplateHasNoTools = 3015,
+    InvalidToolCall = 3016,
 
     // 4xxx: GGUF
     GgufBadMagic = 4001,
@@ -111,6 +113,7 @@ public enum ErrorCode
     ProjectItemInvalid = 8002,
     BuildStageFailed = 8003,
     BuildFileAccessFailed = 8004,
+    InsufficientDiskSpace = 8005,
 
     // 9xxx: evals. 90xx a suite file (every problem reported at once, nothing scored), 91xx scoring,
     // 92xx snapshots and the gate; warnings share this range.

@@ -17,6 +17,24 @@ public static class DatasetPreparer
     /// the first. <paramref name="tokenizerBytes"/> is what the key hashes for the tokenizer: pass the
     /// <c>tokenizer.model</c> file's bytes; when null the model's own serialization is hashed.
     /// </summary>
+    /// <summary>
+    /// The prepared dataset <see cref="Prepare"/> would load from <paramref name="cacheDir"/> for these inputs, or null
+    /// when it is not cached (or a file cannot be read): nothing is validated or tokenized, so a plan can count rows and
+    /// tokens for free when a run already prepared the data.
+    /// </summary>
+    public static PreparedDataset? TryLoadCached(IReadOnlyList<string> dataFiles, byte[] tokenizerBytes, PreparationOptions options, string cacheDir)
+    {
+        var contents = new List<byte[]>();
+        foreach (var file in dataFiles)
+        {
+            if (!File.Exists(file)) return null;
+            contents.Add(File.ReadAllBytes(file));
+        }
+        var key = DatasetCache.ComputeKey(contents, tokenizerBytes, options);
+        var path = DatasetCache.PathFor(cacheDir, key);
+        return File.Exists(path) ? DatasetCache.TryRead(path, key, dataFiles, out _) : null;
+    }
+
     public static PreparedDataset Prepare(IReadOnlyList<string> dataFiles, MistralTokenizer tokenizer, byte[]? tokenizerBytes,
         PreparationOptions options, string cacheDir, IProgressSink progress, CancellationToken cancellationToken = default)
     {

@@ -148,7 +148,7 @@ public static class DatasetValidator
         {
             // The structural checks mirror the template's, so this means the template is stricter than we know.
             diagnostics.Add(new DatasetDiagnostic(DiagnosticSeverity.Error, ErrorCode.DatasetRolesNotAlternating, example.File, example.Line, 0,
-                $"the {options.TemplateName} template rejects this example: {e.Message}"));
+                $"the {options.TemplateName} template rejects this example ({e.CodeText}): {e.Message}"));
             return null;
         }
 

@@ -25,7 +25,8 @@ public static class ExampleEncoder
             // Every id is trained; the BOS at position 0 is never a prediction target anyway.
             return new EncodedExample(example, ids, Enumerable.Repeat(true, ids.Length).ToArray(), Truncated: false);
         }
-        var templated = template.Encode(tokenizer, example.Messages);
+        // Tool results and the tool list are prompt: the template marks only answers and tool calls as trained.
+        var templated = template.Encode(tokenizer, example.Messages, tools: example.Tools.Count > 0 ? example.Tools : null);
         var trained = trainOnPrompt ? Enumerable.Repeat(true, templated.Count).ToArray() : templated.IsAssistant;
         return new EncodedExample(example, templated.Ids, trained, Truncated: false);
     }

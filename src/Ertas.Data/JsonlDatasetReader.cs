@@ -115,6 +115,7 @@ internal sealed class JsonlDatasetReader
 
         return fileFormat!.Value switch
         {
+            DatasetFormat.Chat when UsesTools(obj) => ReadToolConversation(obj, line),
             DatasetFormat.Chat => ReadConversation(obj, DatasetFormat.Chat, "messages", "role", "content", MapChatRole),
             DatasetFormat.ShareGpt => ReadConversation(obj, DatasetFormat.ShareGpt, "conversations", "from", "value", MapShareGptRole),
             DatasetFormat.Alpaca => ReadAlpaca(obj),
@@ -210,6 +211,192 @@ internal sealed class JsonlDatasetReader
             return null;
         return new DatasetExample(_file, _lineNumber, format, turns.Select(t => new ChatMessage(t.Role!, t.Content)).ToArray(), null);
     }
+
+    /// <summary>A chat line with a <c>tools</c> list, an assistant's <c>tool_calls</c> or a <c>tool</c> message.</summary>
+    private static bool UsesTools(JsonLineObject obj) =>
+        obj["tools"] is not null
+        || obj["messages"] is JsonLineArray messages && messages.Items.OfType<JsonLineObject>().Any(m =>
+            m["tool_calls"] is not null and not JsonLineScalar { TokenType: JsonTokenType.Null }
+            || m["role"] is JsonLineString { Value: ChatMessage.Tool });
+
+    /// <summary>
+    /// A function-calling conversation (OpenAI's format): checked here for what a reader of the file can fix at its
+    /// place (roles, order, each tool result answering a call made just before it, arguments that are JSON), then read
+    /// with the same parser as <c>ertas tokenize --chat</c>, so training and serving see one reading of a conversation.
+    /// </summary>
+    private DatasetExample? ReadToolConversation(JsonLineObject obj, ReadOnlySpan<byte> line)
+    {
+        var errorsBefore = _diagnostics.Count;
+        if (obj["tools"] is { } tools and not JsonLineArray)
+            Error(ErrorCode.DatasetInvalidField, tools.Offset, $"\"tools\" must be an array of {{\"type\": \"function\", \"function\": {{...}}}}, not {tools.Kind}");
+        else if (obj["tools"] is JsonLineArray list)
+        {
+            for (var i = 0; i < list.Items.Count; i++)
+            {
+                if (list.Items[i] is not JsonLineObject tool || tool["function"] is not JsonLineObject function || function["name"] is not JsonLineString { Value.Length: > 0 })
+                    Error(ErrorCode.DatasetInvalidField, list.Items[i].Offset, $"tool {i} must be {{\"type\": \"function\", \"function\": {{\"name\": ..., \"parameters\": {{...}}}}}}");
+            }
+        }
+        if (obj["messages"] is not JsonLineArray messages || messages.Items.Count == 0)
+        {
+            Error(obj["messages"] is null ? ErrorCode.DatasetMissingField : ErrorCode.DatasetInvalidField, obj["messages"]?.Offset ?? obj.Offset,
+                "\"messages\" must be a non-empty array");
+            return null;
+        }
+
+        // The calls the last assistant turn made that no tool result has answered yet (id, or null when it gave none).
+        var pending = new List<string?>();
+        string? previous = null;
+        var dialogue = 0;
+        var orderReported = false;
+        for (var i = 0; i < messages.Items.Count; i++)
+        {
+            if (messages.Items[i] is not JsonLineObject message)
+            {
+                Error(ErrorCode.DatasetInvalidField, messages.Items[i].Offset, $"message {i} must be an object, not {messages.Items[i].Kind}");
+                continue;
+            }
+            var role = RequireString(message, "role", $"message {i}", allowEmpty: true);
+            if (role is null)
+                continue;
+            var calls = message["tool_calls"] as JsonLineArray;
+            if (role is ChatMessage.User or ChatMessage.Assistant or ChatMessage.Tool)
+            {
+                // user -> assistant; an assistant's answer -> user; its tool calls -> their results -> assistant.
+                var expected = previous switch
+                {
+                    null => [ChatMessage.User],
+                    ChatMessage.User => [ChatMessage.Assistant],
+                    ChatMessage.Assistant when pending.Count > 0 => [ChatMessage.Tool],
+                    ChatMessage.Assistant => [ChatMessage.User],
+                    _ /* tool */ => pending.Count > 0 ? new[] { ChatMessage.Tool } : [ChatMessage.Assistant],
+                };
+                if (!expected.Contains(role) && !orderReported && !(role == ChatMessage.Tool && pending.Count == 0))
+                {
+                    Error(ErrorCode.DatasetRolesNotAlternating, message.Offset,
+                        $"message {i} is {Article(role)} {role} turn where {string.Join(" or ", expected.Select(e => Article(e) + " " + e))} turn was expected: user, then assistant; an assistant's tool calls are followed by one tool result each, then the assistant again");
+                    orderReported = true;
+                }
+            }
+            switch (role)
+            {
+                case ChatMessage.System:
+                    if (dialogue > 0)
+                        Error(ErrorCode.DatasetMisplacedSystem, message.Offset,
+                            $"message {i} is a system message after the conversation started; put system messages first (the template puts them with the last user turn)");
+                    RequireString(message, "content", $"message {i}", allowEmpty: false);
+                    continue;
+                case ChatMessage.User:
+                    RequireString(message, "content", $"message {i}", allowEmpty: false);
+                    break;
+                case ChatMessage.Assistant:
+                    if (calls is null || calls.Items.Count == 0)
+                        RequireString(message, "content", $"message {i}", allowEmpty: false);
+                    else
+                        CheckToolCalls(calls, i);
+                    break;
+                case ChatMessage.Tool:
+                    CheckToolResult(message, i, pending);
+                    break;
+                default:
+                    Error(ErrorCode.DatasetUnknownRole, message["role"]!.Offset, $"message {i} has role \"{role}\"; use system, user, assistant or tool");
+                    continue;
+            }
+
+            if (role == ChatMessage.Assistant)
+            {
+                pending.Clear();
+                if (calls is not null)
+                    pending.AddRange(calls.Items.OfType<JsonLineObject>().Select(c => (c["id"] as JsonLineString)?.Value));
+            }
+            previous = role;
+            dialogue++;
+        }
+        if (!orderReported && previous is not null && previous != ChatMessage.Assistant && _diagnostics.Count == errorsBefore)
+            Error(ErrorCode.DatasetRolesNotAlternating, messages.Items[^1].Offset,
+                $"the conversation ends with a {previous} turn; a training example must end with an assistant answer or tool call");
+        if (_diagnostics.Count != errorsBefore)
+            return null;
+
+        ChatDocument document;
+        try
+        {
+            document = ChatFile.ParseDocument(line, _file, _lineNumber);
+        }
+        catch (ErtasException e)
+        {
+            _diagnostics.Add(new DatasetDiagnostic(DiagnosticSeverity.Error, ErrorCode.DatasetInvalidField, _file, _lineNumber, e.Column, e.Message));
+            return null;
+        }
+        return new DatasetExample(_file, _lineNumber, DatasetFormat.Chat, document.Messages, null) { Tools = document.Tools };
+    }
+
+    private void CheckToolCalls(JsonLineArray calls, int index)
+    {
+        for (var c = 0; c < calls.Items.Count; c++)
+        {
+            var what = $"message {index}, tool call {c}";
+            if (calls.Items[c] is not JsonLineObject call || call["function"] is not JsonLineObject function)
+            {
+                Error(ErrorCode.DatasetInvalidField, calls.Items[c].Offset, $"{what} must be {{\"id\": ..., \"type\": \"function\", \"function\": {{\"name\": ..., \"arguments\": ...}}}}");
+                continue;
+            }
+            RequireString(function, "name", what, allowEmpty: false);
+            switch (function["arguments"])
+            {
+                case JsonLineString text when text.Value.Length > 0 && !IsJsonObject(text.Value):
+                    Error(ErrorCode.DatasetInvalidField, text.Offset, $"{what}: \"arguments\" is not a JSON object: {Shorten(text.Value)}");
+                    break;
+                case null or JsonLineString or JsonLineObject or JsonLineScalar { TokenType: JsonTokenType.Null }:
+                    break;
+                case var other:
+                    Error(ErrorCode.DatasetInvalidField, other.Offset, $"{what}: \"arguments\" must be a JSON object or a string holding one, not {other.Kind}");
+                    break;
+            }
+        }
+    }
+
+    private void CheckToolResult(JsonLineObject message, int index, List<string?> pending)
+    {
+        if (message["content"] is not JsonLineString)
+            RequireString(message, "content", $"message {index}", allowEmpty: true);
+        var id = message["tool_call_id"] as JsonLineString;
+        if (pending.Count == 0)
+        {
+            Error(ErrorCode.DatasetRolesNotAlternating, message.Offset,
+                $"message {index} is a tool result with no tool call before it: it answers the assistant's tool_calls just above it");
+            return;
+        }
+        var at = id is null ? pending.IndexOf(null) : pending.IndexOf(id.Value);
+        if (at < 0)
+        {
+            var known = string.Join(", ", pending.Select(p => p is null ? "(no id)" : $"\"{p}\""));
+            Error(ErrorCode.DatasetInvalidField, (id ?? (JsonLineNode)message).Offset, id is null
+                ? $"message {index} has no \"tool_call_id\"; it must name the call it answers ({known})"
+                : $"message {index} answers tool_call_id \"{id.Value}\", which no open tool call has ({known})");
+            // Counted as an answer all the same: one wrong id is one error, not one for every turn after it.
+            pending.RemoveAt(0);
+            return;
+        }
+        pending.RemoveAt(at);
+    }
+
+    private static bool IsJsonObject(string text)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(text);
+            return document.RootElement.ValueKind == JsonValueKind.Object;
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
+
+    private static string Article(string role) => role == ChatMessage.Assistant ? "an" : "a";
+
+    private static string Shorten(string text) => text.Length <= 60 ? text : text[..57] + "...";
 
     /// <summary>
     /// Mistral v1's rules: system messages only before the first user turn (the template folds them into it), then

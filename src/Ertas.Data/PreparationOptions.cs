@@ -13,7 +13,7 @@ public sealed record PreparationOptions
     public DatasetFormat Format { get; init; } = DatasetFormat.Auto;
 
     /// <summary>Chat template that turns conversations into ids (see <see cref="ChatTemplates.Names"/>).</summary>
-    public string TemplateName { get; init; } = ChatTemplates.MistralV1Name;
+    public string TemplateName { get; init; } = ChatTemplates.AutoName;
 
     /// <summary>Length of each packed row in tokens; also the longest example that fits.</summary>
     public int SequenceLength { get; init; } = 2048;

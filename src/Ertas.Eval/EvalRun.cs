@@ -19,7 +19,7 @@ public sealed record EvalRunOptions
     public required string SnapshotDirectory { get; init; }
     public required string OutputDirectory { get; init; }
     public required string ModelName { get; init; }
-    public string Template { get; init; } = ChatTemplates.MistralV1Name;
+    public string Template { get; init; } = ChatTemplates.AutoName;
     public DecodeSettings Decode { get; init; } = new(2048, 2048, 4, 64);
     public GateOptions Gate { get; init; } = new();
     /// <summary>Where errors that belong to no case (pass-rate floor, rules) point: the project file.</summary>

@@ -74,18 +74,11 @@ public static class GgufExporter
         config.Validate();
         vocab.Validate();
         vocab = vocab.PadTo(config.VocabSize);
-        var tensors = config.ExpectedTensors().ToList();
-        CheckSource(source, tensors);
-        // The types llama-quantize would give each tensor of our F32 export.
-        var plan = MixPlanner.Plan(mix, MixModel.FromConfig(config),
-            tensors.Select(t => new MixTensor(HfTensorNames.ToGguf(t.Name)!, GgmlType.F32, t.Shape)).ToList());
-        GgmlType TypeOf(string hfName) => plan[HfTensorNames.ToGguf(hfName)!];
+        CheckSource(source, config.ExpectedTensors().ToList());
 
         using var writeBehind = new WriteBehindStream(output);
-        var writer = new GgufWriter(writeBehind);
-        WriteLlamaMetadata(writer, config, vocab, mix.FileType, options);
-        foreach (var (hfName, shape) in tensors)
-            writer.AddTensorInfo(HfTensorNames.ToGguf(hfName)!, TypeOf(hfName), shape);
+        var (writer, tensors, plan) = Declare(writeBehind, config, vocab, mix, options);
+        GgmlType TypeOf(string hfName) => plan[HfTensorNames.ToGguf(hfName)!];
         writer.WriteMetadata();
         writer.WriteTensorInfos();
 
@@ -144,6 +137,34 @@ public static class GgufExporter
         }
         writer.Finish();
         options.Progress.Report($"wrote {tensors.Count} tensors, {done / 1e6:F1} MB of tensor data in {meter.Elapsed.TotalSeconds:F1} s");
+    }
+
+    /// <summary>
+    /// The exact size in bytes of the file <see cref="Export(MistralConfig, ITensorSource, GgufVocabulary, Stream, QuantizationMix, GgufExportOptions?, CancellationToken)"/>
+    /// writes for these arguments (and so of <c>ertas quantize</c>'s output from our F16/F32 export, which keeps the
+    /// metadata and sizes): the same key/values and tensor infos are declared on a writer that writes nothing.
+    /// </summary>
+    public static long PlannedFileSize(MistralConfig config, GgufVocabulary vocab, QuantizationMix mix, GgufExportOptions? options = null)
+    {
+        config.Validate();
+        vocab.Validate();
+        return Declare(Stream.Null, config, vocab.PadTo(config.VocabSize), mix, options ?? new GgufExportOptions()).Writer.PlannedFileSize();
+    }
+
+    /// <summary>A writer over <paramref name="output"/> with every key/value and tensor info of the export declared
+    /// (nothing written yet), the tensors in file order, and the type llama-quantize would give each tensor of our F32
+    /// export, by GGUF name.</summary>
+    private static (GgufWriter Writer, List<(string Name, long[] Shape)> Tensors, IReadOnlyDictionary<string, GgmlType> Plan) Declare(
+        Stream output, MistralConfig config, GgufVocabulary paddedVocab, QuantizationMix mix, GgufExportOptions options)
+    {
+        var tensors = config.ExpectedTensors().ToList();
+        var plan = MixPlanner.Plan(mix, MixModel.FromConfig(config),
+            tensors.Select(t => new MixTensor(HfTensorNames.ToGguf(t.Name)!, GgmlType.F32, t.Shape)).ToList());
+        var writer = new GgufWriter(output);
+        WriteLlamaMetadata(writer, config, paddedVocab, mix.FileType, options);
+        foreach (var (hfName, shape) in tensors)
+            writer.AddTensorInfo(HfTensorNames.ToGguf(hfName)!, plan[HfTensorNames.ToGguf(hfName)!], shape);
+        return (writer, tensors, plan);
     }
 
     /// <summary>

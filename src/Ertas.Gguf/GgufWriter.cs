@@ -180,18 +180,7 @@ public sealed class GgufWriter
         Expect(GgufWriterState.Empty, "write the header and metadata");
         using var buffer = new MemoryStream();
         using (var w = new BinaryWriter(buffer, Encoding.UTF8, leaveOpen: true))
-        {
-            w.Write(GgufConstants.Magic);
-            w.Write(GgufConstants.Version);
-            w.Write((ulong)_tensors.Count);
-            w.Write((ulong)_metadata.Count);
-            foreach (var kv in _metadata)
-            {
-                WriteString(w, kv.Key);
-                w.Write((uint)kv.Type);
-                WriteValue(w, kv.Type, kv.Value);
-            }
-        }
+            SerializeMetadata(w);
         Emit(buffer);
         State = GgufWriterState.MetadataWritten;
     }
@@ -202,17 +191,7 @@ public sealed class GgufWriter
         Expect(GgufWriterState.MetadataWritten, "write tensor infos");
         using var buffer = new MemoryStream();
         using (var w = new BinaryWriter(buffer, Encoding.UTF8, leaveOpen: true))
-        {
-            foreach (var t in _tensors)
-            {
-                WriteString(w, t.Name);
-                w.Write((uint)t.Dimensions.Length);
-                foreach (var d in t.Dimensions)
-                    w.Write((ulong)d);
-                w.Write((uint)t.Type);
-                w.Write((ulong)t.Offset);
-            }
-        }
+            SerializeTensorInfos(w);
         Emit(buffer);
         _dataStart = AlignUp(_position, Alignment);
         WriteZeros(_dataStart - _position);
@@ -257,6 +236,67 @@ public sealed class GgufWriter
                 $"expected data for all {_tensors.Count} tensors before finishing, got {_nextTensor} (next: '{_tensors[_nextTensor].Name}')");
         _output.Flush();
         State = GgufWriterState.Finished;
+    }
+
+    /// <summary>
+    /// The size the finished file will have, from what has been declared so far: header and key/values, tensor infos,
+    /// the padding to the data section, and every tensor's data padded to the alignment (the last one too). Measured
+    /// by serializing the header exactly as <see cref="WriteMetadata"/> does, so it cannot drift from the writer.
+    /// </summary>
+    public long PlannedFileSize()
+    {
+        using var counter = new CountingStream();
+        using (var w = new BinaryWriter(counter, Encoding.UTF8, leaveOpen: true))
+        {
+            SerializeMetadata(w);
+            SerializeTensorInfos(w);
+        }
+        return AlignUp(counter.Length, Alignment) + _nextDataOffset;
+    }
+
+    private void SerializeMetadata(BinaryWriter w)
+    {
+        w.Write(GgufConstants.Magic);
+        w.Write(GgufConstants.Version);
+        w.Write((ulong)_tensors.Count);
+        w.Write((ulong)_metadata.Count);
+        foreach (var kv in _metadata)
+        {
+            WriteString(w, kv.Key);
+            w.Write((uint)kv.Type);
+            WriteValue(w, kv.Type, kv.Value);
+        }
+    }
+
+    private void SerializeTensorInfos(BinaryWriter w)
+    {
+        foreach (var t in _tensors)
+        {
+            WriteString(w, t.Name);
+            w.Write((uint)t.Dimensions.Length);
+            foreach (var d in t.Dimensions)
+                w.Write((ulong)d);
+            w.Write((uint)t.Type);
+            w.Write((ulong)t.Offset);
+        }
+    }
+
+    /// <summary>A write-only stream that keeps nothing but the count of bytes written to it.</summary>
+    private sealed class CountingStream : Stream
+    {
+        private long _length;
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => _length;
+        public override long Position { get => _length; set => throw new NotSupportedException(); }
+        public override void Write(byte[] buffer, int offset, int count) => _length += count;
+        public override void Write(ReadOnlySpan<byte> buffer) => _length += buffer.Length;
+        public override void WriteByte(byte value) => _length++;
+        public override void Flush() { }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
     }
 
     private void Expect(GgufWriterState expected, string action)

@@ -10,7 +10,15 @@ namespace Ertas.Gguf;
 /// </summary>
 public static class TokenizerVocabularies
 {
-    public static GgufVocabulary FromTokenizer(MistralTokenizer tokenizer, string? chatTemplate = ChatTemplates.MistralV1Jinja)
+    /// <summary>
+    /// The tokenizer as GGUF metadata; token types are SentencePiece's (v3's [INST], [TOOL_CALLS], ... stay control,
+    /// so llama.cpp parses them as specials only when asked). Without <paramref name="chatTemplate"/>, the official
+    /// Jinja of the template the vocabulary's models use (<see cref="ChatTemplates.JinjaFor"/>).
+    /// </summary>
+    public static GgufVocabulary FromTokenizer(MistralTokenizer tokenizer) =>
+        FromTokenizer(tokenizer, ChatTemplates.JinjaFor(tokenizer));
+
+    public static GgufVocabulary FromTokenizer(MistralTokenizer tokenizer, string? chatTemplate)
     {
         var model = tokenizer.Model;
         if (model.ModelType != SentencePieceModelType.Bpe)

@@ -475,11 +475,19 @@ public sealed class Trainer : IDisposable
 
     /// <summary>The run as optimizer steps, each a list of micro-batches (row indices). Rows are visited in a seeded
     /// shuffle per epoch; with <see cref="TrainingOptions.MaxSteps"/> epochs repeat until enough steps exist.</summary>
+    /// <summary>Optimizer steps a run of <paramref name="options"/> takes over <paramref name="rowCount"/> packed rows:
+    /// <see cref="TrainingOptions.MaxSteps"/> when set, else every epoch's micro-batches in groups of the accumulation
+    /// (the last group may be short).</summary>
+    public static long OptimizerSteps(int rowCount, TrainingOptions options)
+    {
+        var microBatchesPerEpoch = (rowCount + options.BatchSize - 1) / options.BatchSize;
+        var stepsPerEpochs = ((long)microBatchesPerEpoch * options.Epochs + options.GradientAccumulation - 1) / options.GradientAccumulation;
+        return options.MaxSteps > 0 ? options.MaxSteps : stepsPerEpochs;
+    }
+
     internal List<List<int[]>> PlanSteps(int rowCount)
     {
-        var microBatchesPerEpoch = (rowCount + Options.BatchSize - 1) / Options.BatchSize;
-        var stepsPerEpochs = ((long)microBatchesPerEpoch * Options.Epochs + Options.GradientAccumulation - 1) / Options.GradientAccumulation;
-        var totalSteps = Options.MaxSteps > 0 ? Options.MaxSteps : stepsPerEpochs;
+        var totalSteps = OptimizerSteps(rowCount, Options);
         var steps = new List<List<int[]>>();
         var current = new List<int[]>();
         for (var epoch = 0; steps.Count < totalSteps; epoch++)

@@ -13,7 +13,7 @@ namespace Ertas.Build.Tests;
 /// </summary>
 public sealed partial class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedSdk>
 {
-    private static readonly string[] FullPipeline = ["base", "train", "merge", "quantize Q8_0", "quantize Q4_K_M", "adapter-gguf", "base-gguf", "eval"];
+    private static readonly string[] FullPipeline = ["base", "plan", "train", "merge", "quantize Q8_0", "quantize Q4_K_M", "adapter-gguf", "base-gguf", "eval"];
 
     private static string Output(string project, string file) => Path.Combine(project, "bin", "Debug", file);
 
@@ -88,7 +88,7 @@ public sealed partial class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedS
 
         File.AppendAllText(data, """{"messages":[{"role":"user","content":"Is this new?"},{"role":"assistant","content":"Yes, it is new."}]}""" + "\n");
         var retrained = sdk.Dotnet(project, "build").EnsureSuccess();
-        Assert.Equal(["train", "merge", "quantize Q8_0", "quantize Q4_K_M", "adapter-gguf", "eval"], retrained.Stages);
+        Assert.Equal(["plan", "train", "merge", "quantize Q8_0", "quantize Q4_K_M", "adapter-gguf", "eval"], retrained.Stages);
         Assert.NotEqual(firstKey, TrainKey(project));
     }
 
@@ -102,7 +102,7 @@ public sealed partial class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedS
             "<Quantization Include=\"Q8_0;Q4_K_M\" />\n    <EvalData Include=\"data/eval.jsonl\" />"));
         var withEval = sdk.Dotnet(project, "build").EnsureSuccess();
         // Held-out data only measures a loss: the same weights come out, so the GGUFs' bytes and the eval key are unchanged.
-        Assert.Equal(["train", "merge", "quantize Q8_0", "quantize Q4_K_M", "adapter-gguf"], withEval.Stages);
+        Assert.Equal(["plan", "train", "merge", "quantize Q8_0", "quantize Q4_K_M", "adapter-gguf"], withEval.Stages);
         Assert.Matches(@"eval_loss \d+\.\d{3}", withEval.Output);
 
         EditProject(project, "Capitals", p => p.Replace("<EvalData ", "<EvalData Condition=\"true\" ").Replace("</PropertyGroup>", "  <EvalFraction>0.2</EvalFraction>\n  </PropertyGroup>"));
@@ -140,7 +140,7 @@ public sealed partial class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedS
 
         EditProject(project, "Capitals", p => p.Replace("<Quantization Include=\"Q8_0;Q4_K_M\" />", "<Quantization Include=\"Q8_0\" />"));
         var dropped = sdk.Dotnet(project, "build").EnsureSuccess();
-        Assert.Equal(["eval"], dropped.Stages); // one GGUF fewer to score; its results come from the case cache
+        Assert.Equal(["plan", "eval"], dropped.Stages); // one GGUF fewer to score; its results come from the case cache
         Assert.False(File.Exists(q4)); // a dropped quantization does not linger unlisted beside the lock
         Assert.False(File.Exists(leftover));
         Assert.True(File.Exists(foreign));
@@ -148,7 +148,7 @@ public sealed partial class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedS
 
         EditProject(project, "Capitals", p => p.Replace("<Quantization Include=\"Q8_0\" />", "<Quantization Include=\"Q8_0;Q6_K;F32\" />"));
         var added = sdk.Dotnet(project, "build").EnsureSuccess();
-        Assert.Equal(["quantize Q6_K", "quantize F32", "eval"], added.Stages);
+        Assert.Equal(["plan", "quantize Q6_K", "quantize F32", "eval"], added.Stages);
         Assert.Equal(q8Time, File.GetLastWriteTimeUtc(q8));
         Assert.True(File.Exists(Output(project, "Capitals-1.0.0.Q6_K.gguf")));
         // F32 is merged straight from base + adapter: an upcast of the F16 intermediate would hold only F16 values.
@@ -235,7 +235,7 @@ public sealed partial class SdkBuildTests(PackedSdk sdk) : IClassFixture<PackedS
         var project = sdk.NewProject("FromFolder", $"--base-model {first} --quantizations Q8_0");
         EditProject(project, "FromFolder", p => p.Replace("<Epochs>3</Epochs>", "<MaxSteps>2</MaxSteps>"));
         var result = sdk.Dotnet(project, "build").EnsureSuccess();
-        Assert.Equal(["train", "merge", "quantize Q8_0", "adapter-gguf", "base-gguf", "eval"], result.Stages);
+        Assert.Equal(["plan", "train", "merge", "quantize Q8_0", "adapter-gguf", "base-gguf", "eval"], result.Stages);
 
         using (var lockJson = JsonDocument.Parse(File.ReadAllBytes(Output(project, "ertas.lock.json"))))
         {

@@ -89,7 +89,7 @@ public sealed class TrainConfigTests(TrainingFixture fixture)
     [InlineData("\"rank\": 8,\n  \"rank\": 4", 3, 3, "\"rank\" is given twice")]
     [InlineData("\"rank\": 0", 2, 3, "\"rank\": --rank must be at least 1, got 0")]
     [InlineData("\"scheduler\": \"step\"", 2, 3, "\"scheduler\": unknown --scheduler 'step'")]
-    [InlineData("\"template\": \"chatml\"", 2, 3, "\"template\": unknown --template 'chatml'; valid names: mistral-v1")]
+    [InlineData("\"template\": \"chatml\"", 2, 3, "\"template\": unknown --template 'chatml'; valid names: auto, mistral-v1, mistral-v3")]
     [InlineData("\"rank\": 8 \"alpha\": 4", 2, 13, "not valid JSON")]
     public void Train_Config_BadValue_IsTrainingConfigInvalid_AtTheValueOrKey(string body, int line, int column, string message)
     {

@@ -78,9 +78,12 @@ public sealed class LlamaCppModel : IDisposable
 
     public string? Metadata(string key) => _weights.Metadata.TryGetValue(key, out var v) ? v : null;
 
-    /// <summary>Text as text: control-token syntax such as "&lt;s&gt;" in the input is not parsed (special: false).</summary>
-    public int[] Tokenize(string text, bool addBos) =>
-        _weights.Tokenize(text, addBos, special: false, Encoding.UTF8).Select(t => (int)t).ToArray();
+    /// <summary>
+    /// Text as text: control-token syntax such as "&lt;s&gt;" in the input is not parsed unless <paramref name="special"/>
+    /// (llama.cpp's parse_special).
+    /// </summary>
+    public int[] Tokenize(string text, bool addBos, bool special = false) =>
+        _weights.Tokenize(text, addBos, special, Encoding.UTF8).Select(t => (int)t).ToArray();
 
     /// <summary>Greedy decoding: argmax of the raw logits, lowest id on ties. Returns the new ids and each step's logits.</summary>
     public (int[] Ids, float[][] Logits) Greedy(IReadOnlyList<int> prompt, int maxTokens, int? stopId)

@@ -8,12 +8,12 @@ namespace Ertas.Cli.Commands;
 public sealed class BaseCreateCommand : ICommand
 {
     public IReadOnlyList<string> Verb { get; } = ["base", "create"];
-    public string Usage => "ertas base create --preset tiny|100m|7b --out DIR [--seed N] [--tokenizer PATH] [shape options]";
+    public string Usage => "ertas base create --preset tiny|100m|7b|7b-v3 --out DIR [--seed N] [--tokenizer PATH] [shape options]";
     public string Summary => "Write a Hugging Face Mistral folder (config.json, model.safetensors, tokenizer.model) with seeded random weights.";
 
     public IReadOnlyList<OptionSpec> Options { get; } =
     [
-        new("--preset", "tiny (a few million parameters), 100m (124.7M, for training-speed benchmarks, bf16) or 7b (Mistral 7B v0.1 shapes, bf16).", "NAME", Required: true),
+        new("--preset", "tiny (a few million parameters), 100m (124.7M, for training-speed benchmarks, bf16), 7b (Mistral 7B v0.1 shapes, bf16) or 7b-v3 (Mistral 7B v0.3: vocab 32768 with v3's control tokens, rope_theta 1e6, no sliding window).", "NAME", Required: true),
         new("--out", "Folder to write; must be empty or absent unless --force.", "DIR", Required: true),
         new("--seed", "Random seed; same arguments and seed give the same bytes (default 1).", "N"),
         new("--tokenizer", "Use this SentencePiece tokenizer.model instead of training the built-in vocabulary.", "PATH"),

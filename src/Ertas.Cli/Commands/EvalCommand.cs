@@ -20,7 +20,7 @@ public sealed class EvalCommand : ICommand
         new("--name", "The model's name: snapshots are NAME.QUANT.verified.json.", "NAME", Required: true),
         new("--snapshots", "Folder of the verified (committed) and received snapshots (default: evals).", "DIR"),
         new("--out", "Folder for report.md, report.html and the result cache (default: obj/ertas/evals).", "DIR"),
-        new("--template", $"Chat template for chat cases (default {ChatTemplates.MistralV1Name}).", "NAME"),
+        new("--template", $"Chat template for chat cases (default {ChatTemplates.AutoName}).", "NAME"),
         new("--context", "llama.cpp context size for every case (default 2048).", "N"),
         new("--batch", "llama.cpp batch size (default: the context size).", "N"),
         new("--threads", "llama.cpp threads (default 4); part of the snapshot's decode settings.", "N"),
@@ -52,7 +52,7 @@ public sealed class EvalCommand : ICommand
             ModelName = args.Require("--name"),
             SnapshotDirectory = args.Get("--snapshots") ?? "evals",
             OutputDirectory = args.Get("--out") ?? Path.Combine("obj", "ertas", "evals"),
-            Template = args.Get("--template") ?? ChatTemplates.MistralV1Name,
+            Template = args.Get("--template") ?? ChatTemplates.AutoName,
             Decode = settings,
             Gate = new GateOptions(
                 args.GetInt("--max-new-failures", 0, min: 0),

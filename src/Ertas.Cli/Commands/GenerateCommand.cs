@@ -54,7 +54,7 @@ public sealed class GenerateCommand : ICommand
         using var loaded = LoadedModel.Open(modelPath, options);
         var loadSeconds = clock.Elapsed.TotalSeconds;
         var prompt = args.Has("--chat")
-            ? ChatTemplates.Get(ChatTemplates.MistralV1Name, loaded.Tokenizer)
+            ? ChatTemplates.Get(ChatTemplates.AutoName, loaded.Tokenizer)
                 .Encode(loaded.Tokenizer, [new ChatMessage(ChatMessage.User, args.Require("--prompt"))], addGenerationPrompt: true).Ids
             : loaded.Tokenizer.Encode(args.Require("--prompt"), addBos: true).ToArray();
         if (prompt.Length + maxTokens > loaded.Config.MaxPositionEmbeddings)

@@ -38,7 +38,7 @@ public sealed class TrainCommand : ICommand
         new("--batch-size", "Packed rows per micro-batch (default 1).", "N"),
         new("--grad-accum", "Micro-batches per optimizer step (default 1).", "N"),
         new("--seq-len", "Packed row length in tokens (default 2048).", "N"),
-        new("--template", $"Chat template that turns conversations into ids: {string.Join(", ", ChatTemplates.Names)} (default {ChatTemplates.MistralV1Name}).", "NAME"),
+        new("--template", $"Chat template that turns conversations into ids: {string.Join(", ", ChatTemplates.Names)} (default {ChatTemplates.AutoName}).", "NAME"),
         new("--seed", "Seed for LoRA init, dropout, shuffling and the split (default 42).", "N"),
         new("--compute", "Compute type of the frozen base: f32 (default) or bf16; LoRA weights are float32 either way.", "TYPE"),
         new("--eval-every", "Eval loss every N optimizer steps (default: after the last only).", "N"),
@@ -83,15 +83,7 @@ public sealed class TrainCommand : ICommand
             dataFiles = args.GetAll("--data").Count > 0 ? args.GetAll("--data") : [Required(args, "--data")];
             output = Required(args, "--out");
             options = ReadOptions(args);
-            preparation = new PreparationOptions
-            {
-                SequenceLength = options.SequenceLength,
-                TemplateName = TemplateName(args),
-                Seed = options.Seed,
-                EvalFraction = GetDouble(args, "--eval-fraction", 0),
-                TrainOnPrompt = args.Has("--train-on-prompt"),
-            };
-            preparation.Validate();
+            preparation = ReadPreparation(args, options);
             evalFiles = args.GetAll("--eval-data");
             if (evalFiles.Count > 0 && preparation.EvalFraction > 0)
                 throw new ErtasException(ErrorCode.InvalidArgument, "give --eval-data or --eval-fraction, not both");
@@ -159,9 +151,24 @@ public sealed class TrainCommand : ICommand
             ? TrainingCheckpoint.FindLatest(Path.Combine(output, Trainer.CheckpointsFolder))
             : resume;
 
+    /// <summary>The data settings of a run (what the prepared-data cache is keyed by besides the files and tokenizer).</summary>
+    internal static PreparationOptions ReadPreparation(ParsedArgs args, TrainingOptions options)
+    {
+        var preparation = new PreparationOptions
+        {
+            SequenceLength = options.SequenceLength,
+            TemplateName = TemplateName(args),
+            Seed = options.Seed,
+            EvalFraction = GetDouble(args, "--eval-fraction", 0),
+            TrainOnPrompt = args.Has("--train-on-prompt"),
+        };
+        preparation.Validate();
+        return preparation;
+    }
+
     private static string TemplateName(ParsedArgs args)
     {
-        var name = args.Get("--template") ?? ChatTemplates.MistralV1Name;
+        var name = args.Get("--template") ?? ChatTemplates.AutoName;
         return ChatTemplates.Names.Contains(name)
             ? name
             : throw new ErtasException(ErrorCode.InvalidArgument, $"unknown --template '{name}'; valid names: {string.Join(", ", ChatTemplates.Names)}");
@@ -170,7 +177,7 @@ public sealed class TrainCommand : ICommand
     private static string Required(ParsedArgs args, string name) =>
         args.Get(name) ?? throw new ErtasException(ErrorCode.MissingArgument, $"missing required option {name} (give it on the command line or in --config)");
 
-    private static TrainingOptions ReadOptions(ParsedArgs args)
+    internal static TrainingOptions ReadOptions(ParsedArgs args)
     {
         var defaults = new TrainingOptions();
         var options = new TrainingOptions
@@ -221,7 +228,7 @@ public sealed class TrainCommand : ICommand
         return options;
     }
 
-    private static double GetDouble(ParsedArgs args, string name, double fallback)
+    internal static double GetDouble(ParsedArgs args, string name, double fallback)
     {
         if (args.Get(name) is not { } text) return fallback;
         return double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && double.IsFinite(value)

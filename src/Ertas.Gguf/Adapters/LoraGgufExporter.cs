@@ -50,23 +50,11 @@ public static class LoraGgufExporter
     {
         options ??= new LoraGgufOptions();
         adapter.VerifyBase(baseConfig);
-        var writer = new GgufWriter(output);
-        writer.AddString(Keys.General.Architecture, GgufConstants.LlamaArchitecture);
-        writer.AddString(Keys.General.Type, Keys.GeneralTypes.Adapter);
-        writer.AddString(Keys.General.Name, options.Name);
-        if (options.Version is { } version)
-            writer.AddString(Keys.General.Version, version);
-        writer.AddString(Keys.Adapter.Type, AdapterTypeLora);
-        writer.AddFloat32(Keys.Adapter.LoraAlpha, (float)(adapter.Scaling * adapter.Rank));
-
         var names = adapter.Modules.Select(m => HfTensorNames.ToGguf(m.BaseTensorName)
             ?? throw new ErtasException(ErrorCode.AdapterBaseMismatch,
                 $"the adapter changes '{m.BaseTensorName}', which has no llama.cpp tensor name", adapter.Folder)).ToList();
-        for (var i = 0; i < adapter.Modules.Count; i++)
-        {
-            writer.AddTensorInfo(names[i] + SuffixA, GgmlType.F32, adapter.Modules[i].ShapeA);
-            writer.AddTensorInfo(names[i] + SuffixB, GgmlType.F32, adapter.Modules[i].ShapeB);
-        }
+        var writer = Declare(output, options, adapter.Scaling * adapter.Rank,
+            adapter.Modules.Select((m, i) => (names[i], m.ShapeA, m.ShapeB)));
         writer.WriteMetadata();
         writer.WriteTensorInfos();
 
@@ -94,6 +82,49 @@ public static class LoraGgufExporter
             options.Progress.Advance($"[{i + 1}/{adapter.Modules.Count}] {names[i]} r {module.Rank} {meter.Describe(i + 1, "modules")}", i + 1, adapter.Modules.Count);
         }
         writer.Finish();
+    }
+
+    /// <summary>
+    /// The exact size of the adapter GGUF <see cref="Export(PeftAdapter, MistralConfig, Stream, LoraGgufOptions?, CancellationToken)"/>
+    /// writes for an adapter of rank <paramref name="rank"/> on <paramref name="targetModules"/> (q_proj, ...) of every
+    /// layer of <paramref name="baseConfig"/>, before any adapter exists: the same header and tensor infos, declared on
+    /// a writer that writes nothing.
+    /// </summary>
+    public static long PlannedFileSize(MistralConfig baseConfig, int rank, double alpha, IReadOnlyCollection<string> targetModules, LoraGgufOptions? options = null)
+    {
+        var modules = TargetTensors(baseConfig, targetModules)
+            .Select(t => (HfTensorNames.ToGguf(t.Name)!, new long[] { rank, t.Shape[1] }, new long[] { t.Shape[0], rank }));
+        return Declare(Stream.Null, options ?? new LoraGgufOptions(), alpha, modules).PlannedFileSize();
+    }
+
+    /// <summary>The base weights (HF name, shape [out, in]) a LoRA on <paramref name="targetModules"/> (q_proj, ...) adapts.</summary>
+    public static IEnumerable<(string Name, long[] Shape)> TargetTensors(MistralConfig config, IReadOnlyCollection<string> targetModules) =>
+        config.ExpectedTensors().Where(t => t.Shape.Length == 2 && targetModules.Contains(ModuleName(t.Name), StringComparer.Ordinal));
+
+    /// <summary>"q_proj" of "model.layers.0.self_attn.q_proj.weight".</summary>
+    private static string ModuleName(string hfTensorName)
+    {
+        var parts = hfTensorName.Split('.');
+        return parts.Length >= 2 ? parts[^2] : hfTensorName;
+    }
+
+    /// <summary>A writer with the adapter's key/values and, per module, its F32 lora_a (r, in) and lora_b (out, r) declared.</summary>
+    private static GgufWriter Declare(Stream output, LoraGgufOptions options, double alpha, IEnumerable<(string GgufName, long[] ShapeA, long[] ShapeB)> modules)
+    {
+        var writer = new GgufWriter(output);
+        writer.AddString(Keys.General.Architecture, GgufConstants.LlamaArchitecture);
+        writer.AddString(Keys.General.Type, Keys.GeneralTypes.Adapter);
+        writer.AddString(Keys.General.Name, options.Name);
+        if (options.Version is { } version)
+            writer.AddString(Keys.General.Version, version);
+        writer.AddString(Keys.Adapter.Type, AdapterTypeLora);
+        writer.AddFloat32(Keys.Adapter.LoraAlpha, (float)alpha);
+        foreach (var (name, shapeA, shapeB) in modules)
+        {
+            writer.AddTensorInfo(name + SuffixA, GgmlType.F32, shapeA);
+            writer.AddTensorInfo(name + SuffixB, GgmlType.F32, shapeB);
+        }
+        return writer;
     }
 
     /// <summary>Heads whose rows RoPE rotates: Q's attention heads, K's KV heads; null for other projections.</summary>

@@ -27,7 +27,7 @@ public sealed record BaseModelRequest
 /// </summary>
 public static class BaseModelFactory
 {
-    public static IReadOnlyList<string> PresetNames { get; } = ["tiny", "100m", "7b"];
+    public static IReadOnlyList<string> PresetNames { get; } = ["tiny", "100m", "7b", "7b-v3"];
 
     /// <summary>
     /// The tiny preset: ~3M parameters, rows of 256 so every K-quant applies, GQA (4 query heads per KV head, as 7B),
@@ -65,11 +65,23 @@ public static class BaseModelFactory
         TorchDtype = "bfloat16",
     };
 
+    /// <summary>
+    /// Mistral 7B v0.3 (Mistral-7B-v0.3 / -Instruct-v0.3 config.json): v0.1's shapes with the v3 vocabulary of 32768
+    /// pieces, rope_theta 1e6 and full attention (no sliding window).
+    /// </summary>
+    public static MistralConfig Mistral7BV3 { get; } = MistralConfig.Mistral7B with
+    {
+        VocabSize = 32768,
+        RopeTheta = 1_000_000.0,
+        SlidingWindow = null,
+    };
+
     private static MistralConfig PresetConfig(string preset) => preset.ToLowerInvariant() switch
     {
         "tiny" => Tiny,
         "100m" => Preset100M,
         "7b" => MistralConfig.Mistral7B,
+        "7b-v3" => Mistral7BV3,
         _ => throw new ErtasException(ErrorCode.InvalidArgument,
             $"unknown preset '{preset}'; valid presets: {string.Join(", ", PresetNames)}"),
     };
@@ -178,7 +190,7 @@ public static class BaseModelFactory
             },
         });
         HfCheckpointWriter.Write(folder, config, entries.ToList(), maxShardBytes: 5L << 30);
-        WriteTokenizerConfig(folder, config);
+        WriteTokenizerConfig(folder, config, Templates.ChatTemplates.JinjaFor(MistralTokenizer.FromModel(SentencePieceModel.Parse(tokenizerBytes, "tokenizer.model"))));
         return config;
     }
 
@@ -190,8 +202,41 @@ public static class BaseModelFactory
             return (File.ReadAllBytes(path), tokenizer.VocabSize, true);
         }
         var target = request.VocabSize ?? PresetConfig(request.Preset).VocabSize;
-        var model = PadWithUnused(SentencePieceBpeTrainer.TrainDefault(target), target);
+        var model = IsV3Preset(request.Preset)
+            ? PadWithUnused(WithV3ControlPieces(SentencePieceBpeTrainer.TrainDefault(target - V3SpecialPieceCount)), target)
+            : PadWithUnused(SentencePieceBpeTrainer.TrainDefault(target), target);
         return (model.ToBytes(), model.Count, false);
+    }
+
+    /// <summary>The control and user-defined pieces <see cref="WithV3ControlPieces"/> inserts.</summary>
+    public const int V3SpecialPieceCount = 11 + (748 - 12 + 1) + 20;
+
+    private static bool IsV3Preset(string preset) => preset.Equals("7b-v3", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// v3's special layout on the built-in vocabulary, so a v3 bench runs the mistral-v3 template and its control ids:
+    /// unk/bos/eos, then ids 3-13 [INST], [/INST], [TOOL_CALLS], [AVAILABLE_TOOLS], [/AVAILABLE_TOOLS],
+    /// [TOOL_RESULTS], [/TOOL_RESULTS], [IMG], [PREFIX], [MIDDLE], [SUFFIX] and [control_12] to [control_748] as
+    /// control pieces up to id 750, and the user-defined [REFERENCE_DOC_19] to [REFERENCE_DOC_0] (751-770), as in
+    /// Mistral's tokenizer.model.v3; the rest of <paramref name="model"/> follows. Control pieces never match text,
+    /// so the ids of text change but not how text splits.
+    /// </summary>
+    public static SentencePieceModel WithV3ControlPieces(SentencePieceModel model)
+    {
+        string[] named = ["[INST]", "[/INST]", "[TOOL_CALLS]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]",
+            "[/TOOL_RESULTS]", "[IMG]", "[PREFIX]", "[MIDDLE]", "[SUFFIX]"];
+        var specials = named.Select(p => new SentencePiece(p, 0f, SentencePieceType.Control))
+            .Concat(Enumerable.Range(12, 748 - 12 + 1).Select(i => new SentencePiece($"[control_{i}]", 0f, SentencePieceType.Control)))
+            .Concat(Enumerable.Range(0, 20).Select(i => new SentencePiece($"[REFERENCE_DOC_{19 - i}]", 0f, SentencePieceType.UserDefined)))
+            .ToList();
+        const int leading = 3; // unk, bos, eos keep their ids
+        var pieces = Enumerable.Range(0, leading).Select(i => model[i]).Concat(specials)
+            .Concat(Enumerable.Range(leading, model.Count - leading).Select(i => model[i]))
+            .ToList();
+        var trainer = model.Trainer ?? TrainerSpec.ForBpe(pieces.Count);
+        return new SentencePieceModel(pieces,
+            TrainerSpec.ForBpe(pieces.Count, trainer.ByteFallback, trainer.SplitDigits, trainer.UnkId, trainer.BosId, trainer.EosId),
+            model.Normalizer ?? NormalizerSpec.Identity());
     }
 
     /// <summary>
@@ -208,7 +253,7 @@ public static class BaseModelFactory
     }
 
     /// <summary>HF's tokenizer_config.json, so transformers' LlamaTokenizer and chat template work on the folder too.</summary>
-    private static void WriteTokenizerConfig(string folder, MistralConfig config)
+    private static void WriteTokenizerConfig(string folder, MistralConfig config, string? chatTemplate)
     {
         var json = System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, object?>
         {
@@ -221,7 +266,8 @@ public static class BaseModelFactory
             ["model_max_length"] = config.MaxPositionEmbeddings,
             ["tokenizer_class"] = "LlamaTokenizer",
             ["legacy"] = true,
-            ["chat_template"] = Templates.ChatTemplates.MistralV1Jinja,
+            // Null for a v3 vocabulary until Ertas carries Mistral's v3 Jinja: the v1 one would render [INST] as text.
+            ["chat_template"] = chatTemplate,
         }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
         AtomicFile.WriteAllText(Path.Combine(folder, "tokenizer_config.json"), json + "\n");
     }

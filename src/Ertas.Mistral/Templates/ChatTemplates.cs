@@ -7,6 +7,10 @@ namespace Ertas.Mistral.Templates;
 public static class ChatTemplates
 {
     public const string MistralV1Name = "mistral-v1";
+    public const string MistralV3Name = "mistral-v3";
+
+    /// <summary>The default: the template the tokenizer's own models were trained on (<see cref="For"/>).</summary>
+    public const string AutoName = "auto";
 
     /// <summary>
     /// Mistral's official v1 Jinja with an optional leading system message (Mistral-7B-Instruct-v0.1/v0.2
@@ -35,25 +39,64 @@ public static class ChatTemplates
     /// <summary>The stop string a Modelfile needs (<c>PARAMETER stop "&lt;/s&gt;"</c>), or output never ends.</summary>
     public const string MistralV1Stop = "</s>";
 
-    public static IReadOnlyList<string> Names { get; } = [MistralV1Name];
+    public static IReadOnlyList<string> Names { get; } = [AutoName, MistralV1Name, MistralV3Name];
 
-    /// <summary>The template <paramref name="name"/>, checked against the tokenizer it will encode with (ERTAS3014
-    /// when the tokenizer belongs to models trained on another format).</summary>
+    /// <summary>
+    /// The template <paramref name="name"/>, checked against the tokenizer it will encode with (ERTAS3014 when the
+    /// tokenizer belongs to models trained on another format); <c>auto</c> becomes <see cref="For"/>'s choice.
+    /// </summary>
     public static IChatTemplate Get(string name, MistralTokenizer tokenizer)
     {
+        ArgumentNullException.ThrowIfNull(tokenizer);
         var template = Get(name);
+        if (template is AutoChatTemplate)
+            return For(tokenizer);
         template.EnsureFits(tokenizer);
         return template;
     }
 
+    /// <summary>The template by name, before a tokenizer is known; <c>auto</c> picks per tokenizer as it encodes.</summary>
     public static IChatTemplate Get(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
         return name switch
         {
+            AutoName => new AutoChatTemplate(),
             MistralV1Name => new MistralV1ChatTemplate(),
+            MistralV3Name => new MistralV3ChatTemplate(),
             _ => throw new ErtasException(ErrorCode.UnknownTemplate,
                 $"unknown chat template '{name}'; valid names: {string.Join(", ", Names)}"),
         };
+    }
+
+    /// <summary>
+    /// mistral-v3 when the tokenizer has v3's control tokens ([INST], [TOOL_CALLS], ... as control pieces, e.g.
+    /// Mistral-7B v0.3), otherwise mistral-v1 (Mistral-7B v0.1/v0.2, the built-in vocabulary): the format each
+    /// vocabulary's instruct models were trained on.
+    /// </summary>
+    public static IChatTemplate For(MistralTokenizer tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        if (MistralV3ChatTemplate.Fits(tokenizer))
+            return new MistralV3ChatTemplate();
+        var v1 = new MistralV1ChatTemplate();
+        // A tokenizer with [INST] as a control piece but without the rest of v3's is neither: say so rather than guess.
+        v1.EnsureFits(tokenizer);
+        return v1;
+    }
+
+    /// <summary>Official Jinja for the tokenizer's template, or null where Ertas has none yet (v3).</summary>
+    public static string? JinjaFor(MistralTokenizer tokenizer) => For(tokenizer) is MistralV1ChatTemplate ? MistralV1Jinja : null;
+
+    /// <summary><c>auto</c> before a tokenizer is known: resolves on every call, so it never mismatches.</summary>
+    private sealed class AutoChatTemplate : IChatTemplate
+    {
+        public string Name => AutoName;
+
+        public void EnsureFits(MistralTokenizer tokenizer) => For(tokenizer);
+
+        public TemplatedIds Encode(MistralTokenizer tokenizer, IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = false,
+            IReadOnlyList<ChatTool>? tools = null) =>
+            For(tokenizer).Encode(tokenizer, messages, addGenerationPrompt, tools);
     }
 }

@@ -8,10 +8,12 @@ public interface IChatTemplate
     string Name { get; }
 
     /// <summary>
-    /// Encodes <paramref name="messages"/>. With <paramref name="addGenerationPrompt"/> the conversation must end
-    /// with a user turn, so the ids end where the model's answer starts.
+    /// Encodes <paramref name="messages"/>, offering <paramref name="tools"/> to the model (ERTAS3015 from a template
+    /// without tool tokens). With <paramref name="addGenerationPrompt"/> the conversation must end where the model
+    /// speaks next (after a user turn, or a tool result for templates with tools), so the ids end where its answer starts.
     /// </summary>
-    TemplatedIds Encode(MistralTokenizer tokenizer, IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = false);
+    TemplatedIds Encode(MistralTokenizer tokenizer, IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = false,
+        IReadOnlyList<ChatTool>? tools = null);
 
     /// <summary>
     /// Throws ERTAS3014 when <paramref name="tokenizer"/> belongs to a model this template does not fit, so that a

@@ -27,14 +27,18 @@ public sealed class MistralV1ChatTemplate : IChatTemplate
                 throw new ErtasException(ErrorCode.TemplateTokenizerMismatch,
                     $"this tokenizer has '{model.Pieces[id]}' as a control token (id {id}): it is Mistral's v3 tokenizer (e.g. Mistral-7B-Instruct-v0.3), "
                     + $"whose models expect that id, but the {Name} template writes [INST] as text; use a base with the v1 tokenizer "
-                    + "(Mistral-7B v0.1 or v0.2, 32000 pieces), since v3 templates are not supported yet", tokenizer.Source);
+                    + $"(Mistral-7B v0.1 or v0.2, 32000 pieces), or ChatTemplate '{ChatTemplates.AutoName}' or '{ChatTemplates.MistralV3Name}' for this one", tokenizer.Source);
         }
     }
 
-    public TemplatedIds Encode(MistralTokenizer tokenizer, IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = false)
+    public TemplatedIds Encode(MistralTokenizer tokenizer, IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = false,
+        IReadOnlyList<ChatTool>? tools = null)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         ArgumentNullException.ThrowIfNull(messages);
+        if (tools is { Count: > 0 })
+            throw new ErtasException(ErrorCode.TemplateHasNoTools,
+                $"the conversation offers {tools.Count} tool(s), but {Name} has no tool tokens; tools need Mistral's v3 tokenizer and the {ChatTemplates.MistralV3Name} template");
         var (systemPrompt, turns) = Normalize(messages);
         if (addGenerationPrompt && turns[^1].Message.Role == ChatMessage.Assistant)
             throw new ErtasException(ErrorCode.InvalidConversation,
@@ -82,6 +86,9 @@ public sealed class MistralV1ChatTemplate : IChatTemplate
             var message = messages[i];
             if (message?.Role is null || message.Content is null)
                 throw new ErtasException(ErrorCode.InvalidConversation, $"message {i} has no role or no content");
+            if (message.HasToolCalls)
+                throw new ErtasException(ErrorCode.TemplateHasNoTools,
+                    $"message {i} calls tools, but mistral-v1 has no tool tokens; tool calling needs Mistral's v3 tokenizer and the {ChatTemplates.MistralV3Name} template");
             switch (message.Role)
             {
                 case ChatMessage.System:
@@ -92,7 +99,7 @@ public sealed class MistralV1ChatTemplate : IChatTemplate
                     break;
                 default:
                     throw new ErtasException(ErrorCode.InvalidConversation,
-                        $"message {i} has role '{message.Role}'; mistral-v1 supports only system, user and assistant");
+                        $"message {i} has role '{message.Role}'; mistral-v1 supports only system, user and assistant (tool results need the {ChatTemplates.MistralV3Name} template)");
             }
             var expected = turns.Count % 2 == 0 ? ChatMessage.User : ChatMessage.Assistant;
             if (message.Role != expected)

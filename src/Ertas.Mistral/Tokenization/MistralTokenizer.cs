@@ -11,12 +11,28 @@ public sealed class MistralTokenizer
 {
     private readonly LlamaTokenizer _tokenizer;
 
+    private readonly SentencePieceBpeEncoder _encoder;
+
+    // Pieces cut out of the text before BPE when special parsing is asked for, longest first (llama.cpp's order):
+    // control, unknown and user-defined pieces (the encoder matches user-defined ones in any text by itself).
+    private readonly (string Piece, int Id)[] _parsedSpecials;
+
     private MistralTokenizer(SentencePieceModel model, LlamaTokenizer tokenizer, string source)
     {
         Model = model;
         _tokenizer = tokenizer;
         Source = source;
+        _encoder = new SentencePieceBpeEncoder(model);
+        _parsedSpecials = PiecesOfType(model, SentencePieceType.UserDefined, SentencePieceType.Control, SentencePieceType.Unknown);
     }
+
+    private static (string Piece, int Id)[] PiecesOfType(SentencePieceModel model, params SentencePieceType[] types) =>
+        Enumerable.Range(0, model.Count)
+            .Where(id => types.Contains(model.Types[id]) && model.Pieces[id].Length > 0 && model.IdOf(model.Pieces[id]) == id)
+            .Select(id => (Piece: model.Pieces[id], Id: id))
+            .OrderByDescending(p => p.Piece.Length)
+            .ThenBy(p => p.Id)
+            .ToArray();
 
     public SentencePieceModel Model { get; }
 
@@ -73,18 +89,84 @@ public sealed class MistralTokenizer
     /// Sentencepiece encoding of plain text: dummy prefix, spaces as ▁, byte fallback for unknown characters.
     /// Never adds EOS; text that looks like a control token stays text.
     /// </summary>
-    public IReadOnlyList<int> Encode(string text, bool addBos)
+    public IReadOnlyList<int> Encode(string text, bool addBos) => Encode(text, addBos, parseSpecial: false);
+
+    /// <summary>
+    /// <see cref="Encode(string, bool)"/>, and with <paramref name="parseSpecial"/> the text of a control or unknown
+    /// piece (<c>[INST]</c>, <c>&lt;/s&gt;</c>, <c>&lt;unk&gt;</c>) becomes that piece's id, as llama.cpp's
+    /// <c>parse_special</c> does. Without it such text stays text, so a message can never forge a turn boundary.
+    /// The dummy prefix belongs to the start of the whole text (SentencePiece's), never to text after a special piece,
+    /// and with special parsing none goes before a leading special piece (as llama.cpp and Hugging Face do):
+    /// <c>"&lt;s&gt;[INST] hi[/INST]"</c> gives <c>&lt;s&gt; [INST] ▁hi [/INST]</c>, the v3 layout. llama.cpp on our
+    /// GGUFs (no space prefix of its own) gives the same ids for the text with that dummy-prefix space written out.
+    /// </summary>
+    public IReadOnlyList<int> Encode(string text, bool addBos, bool parseSpecial)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var ids = _tokenizer.EncodeToIds(text, addBeginningOfSentence: false, addEndOfSentence: false,
-            considerPreTokenization: true, considerNormalization: true);
-        if (!addBos)
+        var ids = new List<int>(text.Length / 3 + 2);
+        if (addBos)
+            ids.Add(BosId);
+        var fragments = parseSpecial ? SplitAtSpecials(text, _parsedSpecials) : null;
+        if (fragments is null)
+        {
+            _encoder.Encode(text, Model.AddDummyPrefix, ids);
             return ids;
-        var withBos = new int[ids.Count + 1];
-        withBos[0] = BosId;
-        for (var i = 0; i < ids.Count; i++)
-            withBos[i + 1] = ids[i];
-        return withBos;
+        }
+        for (var i = 0; i < fragments.Count; i++)
+        {
+            var (fragment, id) = fragments[i];
+            if (fragment is null)
+            {
+                ids.Add(id);
+                continue;
+            }
+            // No dummy prefix before a leading special piece, as llama.cpp's parse_special (an empty first fragment).
+            _encoder.Encode(fragment, addDummyPrefix: i == 0 && Model.AddDummyPrefix, ids);
+        }
+        return ids;
+    }
+
+    /// <summary>
+    /// Cuts <paramref name="text"/> at every occurrence of the pieces, longest piece first over the remaining text
+    /// (llama.cpp's tokenizer_st_partition). Null when none occurs. A text fragment is (text, -1), a piece (null, id);
+    /// the first entry is always a (possibly empty) text fragment, where the dummy prefix goes.
+    /// </summary>
+    private static List<(string? Text, int Id)>? SplitAtSpecials(string text, (string Piece, int Id)[] specials)
+    {
+        List<(string? Text, int Id)>? fragments = null;
+        foreach (var (piece, id) in specials)
+        {
+            if (fragments is null)
+            {
+                if (!text.Contains(piece, StringComparison.Ordinal))
+                    continue;
+                fragments = [(text, -1)];
+            }
+            for (var f = 0; f < fragments.Count; f++)
+            {
+                if (fragments[f].Text is not { } raw)
+                    continue;
+                var at = raw.IndexOf(piece, StringComparison.Ordinal);
+                if (at < 0)
+                    continue;
+                fragments.RemoveAt(f);
+                fragments.InsertRange(f, [(raw[..at], -1), (null, id), (raw[(at + piece.Length)..], -1)]);
+                f++; // continue with the text after the piece
+            }
+        }
+        if (fragments is null)
+            return null;
+        // Empty text between pieces encodes to nothing; only the leading one matters (it carries the dummy prefix).
+        var kept = new List<(string? Text, int Id)>(fragments.Count) { fragments[0] };
+        kept.AddRange(fragments.Skip(1).Where(f => f.Text is null || f.Text.Length > 0));
+        return kept;
+    }
+
+    /// <summary>The id of <paramref name="piece"/> when the vocabulary has it as a control token, else -1.</summary>
+    public int ControlId(string piece)
+    {
+        var id = Model.IdOf(piece);
+        return id >= 0 && Model.Types[id] == SentencePieceType.Control ? id : -1;
     }
 
     /// <summary>Text of <paramref name="ids"/>, control tokens (BOS, EOS) left out.</summary>

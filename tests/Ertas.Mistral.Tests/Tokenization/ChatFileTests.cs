@@ -86,3 +86,43 @@ public class ChatFileTests
         Assert.Equal(ErrorCode.FileNotFound, e.Code);
     }
 }
+
+/// <summary>Tool fields in OpenAI's shape, which mistral-common reads and the v3 conformance samples use.</summary>
+public class ChatFileToolTests
+{
+    [Fact]
+    public void ParseDocument_ToolsToolCallsAndToolMessages_AreRead()
+    {
+        const string json = """
+            {"messages": [
+              {"role": "user", "content": "Weather?"},
+              {"role": "assistant", "content": null, "tool_calls": [{"id": "a1b2c3d4e", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+              {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": {"b": [1, 2.50]}}}]},
+              {"role": "tool", "tool_call_id": "a1b2c3d4e", "name": "get_weather", "content": "22"}
+            ],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]}
+            """;
+        var document = ChatFile.ParseDocument(json, "chat.json");
+        Assert.Equal(new ChatToolCall("a1b2c3d4e", "get_weather", "{\"city\": \"Paris\"}"), document.Messages[1].ToolCalls!.Single());
+        Assert.Equal("", document.Messages[1].Content);
+        Assert.Equal(new ChatToolCall(null, "f", "{\"b\": [1, 2.50]}"), document.Messages[2].ToolCalls!.Single());
+        Assert.Equal(new ChatMessage(ChatMessage.Tool, "22", null, "a1b2c3d4e", "get_weather"), document.Messages[3]);
+        Assert.Equal(new ChatTool("get_weather", "", "{\"type\": \"object\"}"), document.Tools.Single());
+    }
+
+    [Fact]
+    public void ParseDocument_ToolWithoutAName_IsMissingFieldAtTheTool()
+    {
+        var e = Assert.Throws<ErtasException>(() => ChatFile.ParseDocument("{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}],\n\"tools\": [{\"function\": {}}]}", "chat.json"));
+        Assert.Equal(ErrorCode.ChatFileMissingField, e.Code);
+        Assert.Equal((2, 11), (e.Line, e.Column));
+    }
+
+    [Fact]
+    public void ParseDocument_NullContentWithoutToolCalls_IsStillInvalid()
+    {
+        var e = Assert.Throws<ErtasException>(() => ChatFile.ParseDocument("{\"messages\": [{\"role\": \"assistant\", \"content\": null, \"tool_calls\": []}]}", "chat.json"));
+        Assert.Equal(ErrorCode.ChatFileInvalidJson, e.Code);
+    }
+}

@@ -13,6 +13,10 @@ internal static class SharedMistralFiles
     public static string ConformanceTokensV1 => SharedFiles.Require("mistral", "conformance", "no_tools", "tokens_v1.json");
     public static string ConformanceTextV1 => SharedFiles.Require("mistral", "conformance", "no_tools", "text_v1.txt");
     public static string Facts => SharedFiles.Require("reference", "FACTS.md");
+    public static string TokenizerV3 => SharedFiles.Require("mistral", "tokenizer.model.v3");
+
+    /// <summary>The v3 conformance samples: no_tools, get_weather_full, parallel_calls.</summary>
+    public static string V3Sample(string name, string file) => SharedFiles.Require("mistral", "conformance", name, file);
 }
 
 /// <summary>A fresh temp folder, deleted on dispose.</summary>

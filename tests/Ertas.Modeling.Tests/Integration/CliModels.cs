@@ -74,6 +74,11 @@ public static class RepoPaths
 
     public static string? ConformanceSample => Shared("mistral", "conformance", "no_tools", "sample.json");
 
+    /// <summary>Mistral's v3 tokenizer (Mistral-7B v0.3), or null when ../shared is absent.</summary>
+    public static string? MistralTokenizerV3 => Shared("mistral", "tokenizer.model.v3");
+
+    public static string? ConformanceV3(string sample, string file) => Shared("mistral", "conformance", sample, file);
+
     private static string? Shared(params string[] parts)
     {
         if (RepoRoot.Value is not { } root) return null;
@@ -100,6 +105,7 @@ public sealed class CliModels : IDisposable
     private readonly Lazy<string> _tinyF16;
     private readonly Lazy<string> _tinyBf16;
     private readonly Lazy<(string Folder, string Gguf)?> _mistralVocabulary;
+    private readonly Lazy<(string Folder, string Gguf)?> _mistralV3Vocabulary;
     private readonly Lazy<string> _inspectF16;
 
     public CliModels()
@@ -126,6 +132,14 @@ public sealed class CliModels : IDisposable
                 "--hidden-size", "64", "--intermediate-size", "256", "--layers", "1", "--heads", "4", "--kv-heads", "2", "--out", folder);
             return (folder, Export(folder, "mistral-vocab-f32.gguf", "f32"));
         });
+        _mistralV3Vocabulary = new(() =>
+        {
+            if (RepoPaths.MistralTokenizerV3 is not { } tokenizer) return null;
+            var folder = _root.Combine("mistral-v3-vocab");
+            Cli.Succeed("base", "create", "--preset", "tiny", "--seed", "7", "--tokenizer", tokenizer,
+                "--hidden-size", "64", "--intermediate-size", "256", "--layers", "1", "--heads", "4", "--kv-heads", "2", "--out", folder);
+            return (folder, Export(folder, "mistral-v3-vocab-f32.gguf", "f32"));
+        });
         _inspectF16 = new(() =>
         {
             // Fixed names: inspect prints the file name and general.name (the folder's name), nothing else of the path.
@@ -151,6 +165,9 @@ public sealed class CliModels : IDisposable
 
     /// <summary>A one-layer model on Mistral's real 32000-piece vocabulary, or null without ../shared.</summary>
     public (string Folder, string Gguf)? MistralVocabulary => _mistralVocabulary.Value;
+
+    /// <summary>A one-layer model on Mistral's v3 vocabulary (32768 pieces, control tokens), or null without ../shared.</summary>
+    public (string Folder, string Gguf)? MistralV3Vocabulary => _mistralV3Vocabulary.Value;
 
     /// <summary>A small fixed config (hidden 64, 2 layers, heads 4/2, seed 3) exported to f16, for the inspect snapshot.</summary>
     public string InspectF16 => _inspectF16.Value;
