@@ -8,18 +8,12 @@ public sealed class Q4_0Quantizer() : BlockQuantizer(GgmlType.Q4_0)
 {
     protected override void QuantizeBlock(ReadOnlySpan<float> x, Span<byte> block)
     {
-        var max = QuantMath.SignedAbsMax(x, out _);
+        var max = QuantMath.SignedAbsMax32(x);
         var d = max / -8;
         var id = d != 0 ? 1.0f / d : 0.0f;
         QuantMath.WriteHalf(block, d);
-        var qs = block[2..];
-        for (var j = 0; j < 16; j++)
-        {
-            // C's (int8_t) cast truncates toward zero; values stay within 0..16.5 here.
-            var xi0 = Math.Min(15, QuantMath.TruncateToInt8(x[j] * id + 8.5f));
-            var xi1 = Math.Min(15, QuantMath.TruncateToInt8(x[j + 16] * id + 8.5f));
-            qs[j] = (byte)(xi0 | (xi1 << 4));
-        }
+        // C's (int8_t) cast truncates toward zero; values stay within 0..16.5 here, so 16 is the only one to clamp.
+        QuantMath.QuantizeNibbles32(x, 0f, id, 8.5f, 15, block[2..]);
     }
 
     protected override void DequantizeBlock(ReadOnlySpan<byte> block, Span<float> y)

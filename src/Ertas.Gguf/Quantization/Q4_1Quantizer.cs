@@ -8,24 +8,12 @@ public sealed class Q4_1Quantizer() : BlockQuantizer(GgmlType.Q4_1)
 {
     protected override void QuantizeBlock(ReadOnlySpan<float> x, Span<byte> block)
     {
-        var min = float.MaxValue;
-        var max = -float.MaxValue;
-        foreach (var v in x)
-        {
-            if (v < min) min = v;
-            if (v > max) max = v;
-        }
+        var (min, max) = QuantMath.MinMax32(x);
         var d = (max - min) / ((1 << 4) - 1);
         var id = d != 0 ? 1.0f / d : 0.0f;
         QuantMath.WriteHalf(block, d);
         QuantMath.WriteHalf(block[2..], min);
-        var qs = block[4..];
-        for (var j = 0; j < 16; j++)
-        {
-            var xi0 = Math.Min(15, QuantMath.TruncateToInt8((x[j] - min) * id + 0.5f));
-            var xi1 = Math.Min(15, QuantMath.TruncateToInt8((x[j + 16] - min) * id + 0.5f));
-            qs[j] = (byte)(xi0 | (xi1 << 4));
-        }
+        QuantMath.QuantizeNibbles32(x, min, id, 0.5f, 15, block[4..]);
     }
 
     protected override void DequantizeBlock(ReadOnlySpan<byte> block, Span<float> y)

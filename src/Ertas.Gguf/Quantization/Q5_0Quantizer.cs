@@ -10,21 +10,11 @@ public sealed class Q5_0Quantizer() : BlockQuantizer(GgmlType.Q5_0)
 {
     protected override void QuantizeBlock(ReadOnlySpan<float> x, Span<byte> block)
     {
-        var max = QuantMath.SignedAbsMax(x, out _);
+        var max = QuantMath.SignedAbsMax32(x);
         var d = max / -16;
         var id = d != 0 ? 1.0f / d : 0.0f;
         QuantMath.WriteHalf(block, d);
-        var qs = block[6..];
-        uint qh = 0;
-        for (var j = 0; j < 16; j++)
-        {
-            var xi0 = (byte)Math.Min(31, QuantMath.TruncateToInt8(x[j] * id + 16.5f));
-            var xi1 = (byte)Math.Min(31, QuantMath.TruncateToInt8(x[j + 16] * id + 16.5f));
-            qs[j] = (byte)((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
-            qh |= ((xi0 & 0x10u) >> 4) << j;
-            qh |= ((xi1 & 0x10u) >> 4) << (j + 16);
-        }
-        BinaryPrimitives.WriteUInt32LittleEndian(block[2..], qh);
+        BinaryPrimitives.WriteUInt32LittleEndian(block[2..], QuantMath.QuantizeNibbles32(x, 0f, id, 16.5f, 31, block[6..]));
     }
 
     protected override void DequantizeBlock(ReadOnlySpan<byte> block, Span<float> y)

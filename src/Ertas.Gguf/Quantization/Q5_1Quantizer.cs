@@ -10,29 +10,13 @@ public sealed class Q5_1Quantizer() : BlockQuantizer(GgmlType.Q5_1)
 {
     protected override void QuantizeBlock(ReadOnlySpan<float> x, Span<byte> block)
     {
-        var min = float.MaxValue;
-        var max = -float.MaxValue;
-        foreach (var v in x)
-        {
-            if (v < min) min = v;
-            if (v > max) max = v;
-        }
+        var (min, max) = QuantMath.MinMax32(x);
         var d = (max - min) / ((1 << 5) - 1);
         var id = d != 0 ? 1.0f / d : 0.0f;
         QuantMath.WriteHalf(block, d);
         QuantMath.WriteHalf(block[2..], min);
-        var qs = block[8..];
-        uint qh = 0;
-        for (var j = 0; j < 16; j++)
-        {
-            // ggml casts straight to uint8_t here (no clamp); the value stays within 0..31.5.
-            var xi0 = (byte)(int)((x[j] - min) * id + 0.5f);
-            var xi1 = (byte)(int)((x[j + 16] - min) * id + 0.5f);
-            qs[j] = (byte)((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
-            qh |= ((xi0 & 0x10u) >> 4) << j;
-            qh |= ((xi1 & 0x10u) >> 4) << (j + 16);
-        }
-        BinaryPrimitives.WriteUInt32LittleEndian(block[4..], qh);
+        // ggml casts straight to uint8_t here (no clamp); the value stays within 0..31.5.
+        BinaryPrimitives.WriteUInt32LittleEndian(block[4..], QuantMath.QuantizeNibbles32(x, min, id, 0.5f, 31, block[8..]));
     }
 
     protected override void DequantizeBlock(ReadOnlySpan<byte> block, Span<float> y)

@@ -83,6 +83,107 @@ internal static class QuantMath
     }
 
     /// <summary>
+    /// The signed value of largest magnitude in a 32-float block, as <see cref="SignedAbsMax"/> finds it: the
+    /// magnitude by a vector reduction (exact in any order), then the first element that has it. A block with a NaN
+    /// takes the scalar loop, whose comparisons skip NaN as ggml's do.
+    /// </summary>
+    public static float SignedAbsMax32(ReadOnlySpan<float> x)
+    {
+        if (!Vector256.IsHardwareAccelerated || x.Length != 32)
+            return SignedAbsMax(x, out _);
+        var a0 = Vector256.Create(x);
+        var a1 = Vector256.Create(x[8..]);
+        var a2 = Vector256.Create(x[16..]);
+        var a3 = Vector256.Create(x[24..]);
+        var m = Vector256.Max(Vector256.Max(Vector256.Abs(a0), Vector256.Abs(a1)), Vector256.Max(Vector256.Abs(a2), Vector256.Abs(a3)));
+        var half = Vector128.Max(m.GetLower(), m.GetUpper());
+        var amax = MathF.Max(MathF.Max(half[0], half[1]), MathF.Max(half[2], half[3]));
+        if (float.IsNaN(amax) || amax == 0)
+            return SignedAbsMax(x, out _);
+        var target = Vector256.Create(amax);
+        var at = Vector256.Equals(Vector256.Abs(a0), target).ExtractMostSignificantBits()
+                 | Vector256.Equals(Vector256.Abs(a1), target).ExtractMostSignificantBits() << 8
+                 | Vector256.Equals(Vector256.Abs(a2), target).ExtractMostSignificantBits() << 16
+                 | Vector256.Equals(Vector256.Abs(a3), target).ExtractMostSignificantBits() << 24;
+        return x[System.Numerics.BitOperations.TrailingZeroCount(at)];
+    }
+
+    /// <summary>
+    /// The minimum and maximum of a 32-float block as ggml's <c>if (v &lt; min) min = v</c> loops find them. Vector
+    /// reductions give the same values except where the order decides: a NaN (which the loops skip) or a zero extreme
+    /// (whose sign is the first zero's); those blocks take the loop.
+    /// </summary>
+    public static (float Min, float Max) MinMax32(ReadOnlySpan<float> x)
+    {
+        if (Vector256.IsHardwareAccelerated && x.Length == 32)
+        {
+            var a0 = Vector256.Create(x);
+            var a1 = Vector256.Create(x[8..]);
+            var a2 = Vector256.Create(x[16..]);
+            var a3 = Vector256.Create(x[24..]);
+            var lo = Vector256.Min(Vector256.Min(a0, a1), Vector256.Min(a2, a3));
+            var hi = Vector256.Max(Vector256.Max(a0, a1), Vector256.Max(a2, a3));
+            var lo4 = Vector128.Min(lo.GetLower(), lo.GetUpper());
+            var hi4 = Vector128.Max(hi.GetLower(), hi.GetUpper());
+            var vmin = MathF.Min(MathF.Min(lo4[0], lo4[1]), MathF.Min(lo4[2], lo4[3]));
+            var vmax = MathF.Max(MathF.Max(hi4[0], hi4[1]), MathF.Max(hi4[2], hi4[3]));
+            if (!float.IsNaN(vmin) && !float.IsNaN(vmax) && vmin != 0 && vmax != 0)
+                return (vmin, vmax);
+        }
+        var min = float.MaxValue;
+        var max = -float.MaxValue;
+        foreach (var v in x)
+        {
+            if (v < min) min = v;
+            if (v > max) max = v;
+        }
+        return (min, max);
+    }
+
+    /// <summary>
+    /// The legacy quantizers' levels of a 32-float block, <c>min(cap, (int)((x - subtract) * scale + bias))</c> (a
+    /// multiply and an add as separate roundings, no FMA, as the reference C), packed two per byte into
+    /// <paramref name="qs"/> (element j in the low nibble of byte j, element j+16 in its high nibble); returns the
+    /// fifth bits (bit j = bit 4 of element j) that Q5_0 and Q5_1 keep in qh.
+    /// </summary>
+    public static uint QuantizeNibbles32(ReadOnlySpan<float> x, float subtract, float scale, float bias, int cap, Span<byte> qs)
+    {
+        if (Vector256.IsHardwareAccelerated && x.Length == 32)
+        {
+            var s = Vector256.Create(subtract);
+            var k = Vector256.Create(scale);
+            var b = Vector256.Create(bias);
+            var c = Vector256.Create(cap);
+            Vector256<int> Level(ReadOnlySpan<float> v) =>
+                Vector256.Min(c, Vector256.ConvertToInt32(Vector256.Add(Vector256.Multiply(Vector256.Subtract(Vector256.Create(v), s), k), b)));
+            var l0 = Level(x);
+            var l1 = Level(x[8..]);
+            var l2 = Level(x[16..]);
+            var l3 = Level(x[24..]);
+            var nibble = Vector256.Create(0x0F);
+            var bytes0 = (l0 & nibble) | Vector256.ShiftLeft(l2 & nibble, 4);
+            var bytes1 = (l1 & nibble) | Vector256.ShiftLeft(l3 & nibble, 4);
+            // Narrow keeps element order across the 128-bit lanes; every value fits a byte.
+            var packed = Vector256.Narrow(Vector256.Narrow(bytes0, bytes1), Vector256<short>.Zero);
+            packed.AsByte().GetLower().CopyTo(qs);
+            return Vector256.ShiftLeft(l0, 27).AsSingle().ExtractMostSignificantBits()
+                   | Vector256.ShiftLeft(l1, 27).AsSingle().ExtractMostSignificantBits() << 8
+                   | Vector256.ShiftLeft(l2, 27).AsSingle().ExtractMostSignificantBits() << 16
+                   | Vector256.ShiftLeft(l3, 27).AsSingle().ExtractMostSignificantBits() << 24;
+        }
+        uint high = 0;
+        for (var j = 0; j < 16; j++)
+        {
+            var l0 = Math.Min(cap, (int)((x[j] - subtract) * scale + bias));
+            var l1 = Math.Min(cap, (int)((x[j + 16] - subtract) * scale + bias));
+            qs[j] = (byte)((l0 & 0x0F) | ((l1 & 0x0F) << 4));
+            high |= (uint)((l0 >> 4) & 1) << j;
+            high |= (uint)((l1 >> 4) & 1) << (j + 16);
+        }
+        return high;
+    }
+
+    /// <summary>
     /// The value of largest magnitude, the first one if several tie (a strict comparison, as ggml's loops), and
     /// that magnitude.
     /// </summary>
