@@ -130,6 +130,7 @@ public enum ErrorCode
     EvalNoCases = 9011,
     EvalFileUnreadable = 9012,
     EvalInvalidConversation = 9013,
+    EvalToolsUnsupported = 9014,
     EvalSuiteHasErrors = 9020,
     EvalChoicesTied = 9101,
     EvalModelUnusable = 9102,

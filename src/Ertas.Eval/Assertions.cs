@@ -24,6 +24,11 @@ namespace Ertas.Eval;
 /// at most the threshold (a whole number; default 5, as promptfoo).</item>
 /// <item><c>token_f1</c>: the openai/evals token F1 (<see cref="TextMetrics.TokenF1"/>) of the output against the
 /// string value is at least the threshold (in [0, 1]; default 0.8: 1.0 would fail any rewording).</item>
+/// <item><c>tool_call</c>: <c>{"type":"tool_call","name":"get_weather","arguments":{"city":"Paris"}}</c>. The output is
+/// a Mistral v3 tool call, <c>[TOOL_CALLS]</c> then a JSON list of <c>{"name", "arguments"}</c> objects, and ANY call
+/// in the list has that name and, when <c>arguments</c> is given, arguments equal to it as json_match compares
+/// (arguments spelled as a string holding JSON, OpenAI's way, are read as that JSON). Any, not the first: parallel
+/// calls come in no fixed order, and a case that needs two calls gives two asserts.</item>
 /// </list>
 /// A passing assert scores 1. A failing one scores 0, except levenshtein (1 − distance / length of the value, at
 /// least 0 and below 1) and token_f1 (its F1), which give partial credit.
@@ -31,7 +36,22 @@ namespace Ertas.Eval;
 public static partial class Assertions
 {
     public static IReadOnlyList<string> Types { get; } =
-        ["exact_match", "starts_with", "contains", "icontains", "not_contains", "regex", "is_json", "json_match", "levenshtein", "token_f1"];
+        ["exact_match", "starts_with", "contains", "icontains", "not_contains", "regex", "is_json", "json_match", "levenshtein", "token_f1", ToolCall];
+
+    public const string ToolCall = "tool_call";
+
+    /// <summary>The control piece a Mistral v3 model starts its function calls with.</summary>
+    private const string ToolCallsPiece = "[TOOL_CALLS]";
+
+    /// <summary>A tool_call assert's expectation as one value, <c>{"name":..,"arguments":..}</c> (arguments only when
+    /// the suite gave them: then the model must pass exactly those), so it is stored and hashed like any other.</summary>
+    public static JsonObject ToolCallValue(JsonNode? name, JsonNode? arguments, bool argumentsGiven)
+    {
+        var value = new JsonObject { ["name"] = name };
+        if (argumentsGiven)
+            value["arguments"] = arguments;
+        return value;
+    }
 
     /// <summary>The most edits a levenshtein assert allows when it gives no threshold (promptfoo's default).</summary>
     internal const int DefaultLevenshteinThreshold = 5;
@@ -77,6 +97,7 @@ public static partial class Assertions
             "json_match" => JsonMatch(assert, output),
             "levenshtein" => LevenshteinWithin(assert, output),
             "token_f1" => TokenF1AtLeast(assert, output),
+            ToolCall => CallsTool(assert, output),
             _ => throw new ArgumentException($"unknown assert type {Quote(assert.Type ?? "")}", nameof(assert)),
         };
     }
@@ -134,6 +155,15 @@ public static partial class Assertions
 
             case "json_match":
                 return value is null ? "\"value\" of a json_match assert is required (the expected JSON; null is not allowed)" : null;
+
+            case ToolCall:
+                if (value is not JsonObject call || !IsString(call["name"]))
+                    return "a tool_call assert needs \"name\", the function the model should call, as a string";
+                if (!IsFunctionName(call["name"]!.GetValue<string>()))
+                    return "\"name\" of a tool_call assert must be a function name: 1 to 64 letters, digits, underscores or dashes";
+                return call.ContainsKey("arguments") && call["arguments"] is not JsonObject
+                    ? $"\"arguments\" of a tool_call assert must be a JSON object (the arguments the call should pass), got {KindOf(call["arguments"])}; leave it out to check only the name"
+                    : null;
 
             default:
                 throw new ArgumentException($"unknown assert type {Quote(type)}", nameof(type));
@@ -257,6 +287,69 @@ public static partial class Assertions
         {
             var difference = FirstDifference(expectedDocument.RootElement, actualDocument.RootElement, "$");
             return difference is null ? Passed(assert) : Failed(assert, $"JSON differs at {difference}");
+        }
+    }
+
+    private static AssertResult CallsTool(EvalAssert assert, string output)
+    {
+        var name = assert.Value!["name"]!.GetValue<string>();
+        var text = output.TrimStart();
+        if (!text.StartsWith(ToolCallsPiece, StringComparison.Ordinal))
+            return Failed(assert, $"expected a call to {Quote(name)}: {ToolCallsPiece} followed by a JSON list of calls, got {Quote(output.Trim())}");
+        JsonDocument calls;
+        try
+        {
+            calls = JsonDocument.Parse(text[ToolCallsPiece.Length..].Trim(), StrictJson);
+        }
+        catch (JsonException e)
+        {
+            return Failed(assert, $"{ToolCallsPiece} is not followed by valid JSON: {e.Message}");
+        }
+        using (calls)
+        {
+            if (calls.RootElement.ValueKind != JsonValueKind.Array)
+                return Failed(assert, $"{ToolCallsPiece} is followed by {Truncate(calls.RootElement.GetRawText())}, not a JSON list of calls");
+            var named = calls.RootElement.EnumerateArray()
+                .Where(c => c.ValueKind == JsonValueKind.Object && c.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String && n.GetString() == name)
+                .ToList();
+            if (named.Count == 0)
+            {
+                var made = calls.RootElement.EnumerateArray()
+                    .Select(c => c.ValueKind == JsonValueKind.Object && c.TryGetProperty("name", out var n) ? n.GetRawText() : Truncate(c.GetRawText()))
+                    .ToList();
+                return Failed(assert, $"no call to {Quote(name)}; the output calls {(made.Count == 0 ? "nothing (an empty list)" : string.Join(", ", made))}");
+            }
+            if (assert.Value["arguments"] is not { } arguments)
+                return Passed(assert);
+            using var expected = JsonDocument.Parse(arguments.ToJsonString());
+            string? difference = null;
+            foreach (var call in named)
+            {
+                difference = ArgumentsDifference(expected.RootElement, call);
+                if (difference is null)
+                    return Passed(assert);
+            }
+            return Failed(assert, named.Count == 1
+                ? $"{Quote(name)} is called with other arguments: {difference}"
+                : $"none of the {named.Count} calls to {Quote(name)} has the expected arguments; the last differs: {difference}");
+        }
+    }
+
+    /// <summary>Where a call's arguments differ from <paramref name="expected"/>, or null when they are equal.</summary>
+    private static string? ArgumentsDifference(JsonElement expected, JsonElement call)
+    {
+        if (!call.TryGetProperty("arguments", out var actual))
+            return "the call has no \"arguments\"";
+        if (actual.ValueKind != JsonValueKind.String)
+            return FirstDifference(expected, actual, "$.arguments");
+        try
+        {
+            using var parsed = JsonDocument.Parse(actual.GetString()!, StrictJson);
+            return FirstDifference(expected, parsed.RootElement, "$.arguments");
+        }
+        catch (JsonException)
+        {
+            return $"$.arguments: expected {Truncate(expected.GetRawText())}, got the string {Truncate(actual.GetRawText())}";
         }
     }
 
@@ -403,6 +496,12 @@ public static partial class Assertions
         exponent += digits.Length - significant.Length;
         return (negative, significant, exponent);
     }
+
+    /// <summary>Mistral's rule for a function name (mistral-common refuses any other).</summary>
+    internal static bool IsFunctionName(string name) => FunctionName().IsMatch(name);
+
+    [GeneratedRegex("^[a-zA-Z0-9_-]{1,64}$")]
+    private static partial Regex FunctionName();
 
     [GeneratedRegex(@"\A```(?:json)?[ \t]*\r?\n(?<body>.*?)\r?\n?```\z", RegexOptions.Singleline | RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
     private static partial Regex FencedJson();

@@ -25,6 +25,12 @@ public sealed record EvalCase
     public required string File { get; init; }
     public required int Line { get; init; }
     public IReadOnlyList<ChatMessage>? Messages { get; init; }
+    /// <summary>Functions offered to the model (OpenAI's <c>tools</c>), put in the prompt by the template as training
+    /// puts them; empty for a plain chat.</summary>
+    public IReadOnlyList<ChatTool> Tools { get; init; } = [];
+    /// <summary>1-based character column of <c>tools</c> in the line (0: none), where a template without tool tokens
+    /// is reported.</summary>
+    public int ToolsColumn { get; init; }
     public string? Prompt { get; init; }
     public string? Ideal { get; init; }
     public IReadOnlyList<EvalAssert> Asserts { get; init; } = [];

@@ -41,7 +41,7 @@ public sealed record EvalRunResult(EvalReport? Report, IReadOnlyList<DatasetDiag
 public static class EvalRun
 {
     /// <summary>Bumped when scoring changes meaning, so cached results from an older scorer are not reused.</summary>
-    private const string ScorerVersion = "2";
+    private const string ScorerVersion = "3";
 
     /// <summary>The builds of the code that scores (asserts, templates, tokenizer): a rebuilt engine with a fixed bug
     /// must not reuse results the old code cached, whether or not someone bumped <see cref="ScorerVersion"/>.</summary>

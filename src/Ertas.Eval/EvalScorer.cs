@@ -42,6 +42,12 @@ public static class EvalScorer
                 }
                 prepared.Add(new PreparedCase(c, prompt, maxTokens, choices, ideal));
             }
+            catch (ErtasException e) when (e.Code == ErrorCode.TemplateHasNoTools && c.Tools.Count > 0)
+            {
+                diagnostics.Add(new DatasetDiagnostic(DiagnosticSeverity.Error, ErrorCode.EvalToolsUnsupported, c.File, c.Line, c.ToolsColumn,
+                    $"case \"{c.Id}\" offers tools, but this model's template is {template.Name}, which has no tool tokens: tools need a model " +
+                    $"on Mistral's v3 tokenizer (Mistral-7B v0.3) and the {ChatTemplates.MistralV3Name} template; remove \"tools\" or evaluate a v3 model"));
+            }
             catch (ErtasException e)
             {
                 diagnostics.Add(new DatasetDiagnostic(DiagnosticSeverity.Error, ErrorCode.EvalInvalidConversation, c.File, c.Line, 0,
@@ -53,7 +59,7 @@ public static class EvalScorer
 
     public static int[] PromptIds(EvalCase c, MistralTokenizer tokenizer, IChatTemplate template) =>
         c.Messages is not null
-            ? template.Encode(tokenizer, c.Messages, addGenerationPrompt: true).Ids
+            ? template.Encode(tokenizer, c.Messages, addGenerationPrompt: true, c.Tools).Ids
             : tokenizer.Encode(c.Prompt!, addBos: true).ToArray();
 
     /// <summary>
@@ -69,7 +75,7 @@ public static class EvalScorer
         if (c.Messages is not null)
         {
             var conversation = c.Messages.Append(new ChatMessage(ChatMessage.Assistant, answer)).ToList();
-            whole = template.Encode(tokenizer, conversation).Ids;
+            whole = template.Encode(tokenizer, conversation, tools: c.Tools).Ids;
             if (whole.Length > 0 && whole[^1] == tokenizer.EosId)
                 whole = whole[..^1];
         }
@@ -122,7 +128,8 @@ public static class EvalScorer
         }
 
         var (ids, stopped) = model.Generate(p.Prompt, p.MaxTokens, tokenizer.EosId, cancellationToken);
-        var output = tokenizer.Decode(ids);
+        // Control pieces stay visible: a v3 model's answer may be a [TOOL_CALLS] list, which asserts must see.
+        var output = tokenizer.DecodeWithControlPieces(ids);
         var results = c.Asserts.Select(a => Assertions.Evaluate(a, output)).ToList();
         var totalWeight = c.Asserts.Sum(a => a.Weight);
         var score = results.Select((r, i) => r.Score * c.Asserts[i].Weight).Sum() / totalWeight;

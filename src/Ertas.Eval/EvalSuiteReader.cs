@@ -16,9 +16,9 @@ namespace Ertas.Eval;
 public sealed class EvalSuiteReader
 {
     public static IReadOnlyList<string> Keys { get; } =
-        ["id", "messages", "prompt", "ideal", "assert", "tags", "max_tokens", "choices", "answer", "threshold"];
+        ["id", "messages", "tools", "prompt", "ideal", "assert", "tags", "max_tokens", "choices", "answer", "threshold"];
 
-    private static IReadOnlyList<string> AssertKeys { get; } = ["type", "value", "weight", "threshold", "ignore_case"];
+    private static IReadOnlyList<string> AssertKeys { get; } = ["type", "value", "weight", "threshold", "ignore_case", "name", "arguments"];
 
     private readonly List<DatasetDiagnostic> _diagnostics;
     private readonly Dictionary<string, (string File, int Line)> _ids = new(StringComparer.Ordinal);
@@ -127,6 +127,7 @@ public sealed class EvalSuiteReader
         }
 
         var messages = ReadMessages(obj, json);
+        var tools = ReadTools(obj);
         var prompt = OptionalString(obj, json, "prompt");
         if (obj["messages"] is not null && obj["prompt"] is not null)
             Error(ErrorCode.EvalInvalidField, obj["prompt"]!.Offset, "a case has \"messages\" (chat) or \"prompt\" (raw completion), not both");
@@ -178,6 +179,8 @@ public sealed class EvalSuiteReader
             File = _file,
             Line = _line,
             Messages = messages,
+            Tools = tools,
+            ToolsColumn = obj["tools"] is { } toolsShape ? Column(toolsShape.Offset) : 0,
             Prompt = prompt,
             Ideal = ideal,
             Asserts = asserts,
@@ -223,6 +226,7 @@ public sealed class EvalSuiteReader
         }
         var messages = new List<ChatMessage>();
         var ok = true;
+        var usesToolTurns = false;
         for (var i = 0; i < array.Items.Count; i++)
         {
             if (array.Items[i] is not JsonLineObject m || values[i] is not JsonObject)
@@ -232,30 +236,118 @@ public sealed class EvalSuiteReader
                 continue;
             }
             var role = m["role"] is JsonLineString r ? r.Value : null;
-            var content = m["content"] is JsonLineString c ? c.Value : null;
+            var callsTools = m["tool_calls"] is JsonLineArray { Items.Count: > 0 };
+            // An assistant turn that calls tools has no text (OpenAI writes null or leaves it out).
+            var content = m["content"] is JsonLineString c ? c.Value
+                : callsTools && m["content"] is null or JsonLineScalar { TokenType: JsonTokenType.Null } ? "" : null;
             if (role is null || content is null)
             {
                 Error(ErrorCode.EvalMissingField, m.Offset, $"message {i} needs a string \"role\" and a string \"content\"");
                 ok = false;
                 continue;
             }
-            if (role is not (ChatMessage.System or ChatMessage.User or ChatMessage.Assistant))
+            if (role is not (ChatMessage.System or ChatMessage.User or ChatMessage.Assistant or ChatMessage.Tool))
             {
-                Error(ErrorCode.EvalInvalidField, m["role"]!.Offset, $"message {i} has role \"{role}\"; use system, user or assistant");
+                Error(ErrorCode.EvalInvalidField, m["role"]!.Offset, $"message {i} has role \"{role}\"; use system, user, assistant or tool");
                 ok = false;
                 continue;
             }
+            if (m["tool_calls"] is { } calls and not JsonLineScalar { TokenType: JsonTokenType.Null } && (role != ChatMessage.Assistant || calls is not JsonLineArray))
+            {
+                Error(ErrorCode.EvalInvalidField, calls.Offset, role == ChatMessage.Assistant
+                    ? $"message {i}: \"tool_calls\" must be an array of {{\"id\", \"type\": \"function\", \"function\": {{\"name\", \"arguments\"}}}}"
+                    : $"message {i} is a {role} message with \"tool_calls\"; only assistant messages call tools");
+                ok = false;
+                continue;
+            }
+            if (role == ChatMessage.Tool && m["tool_call_id"] is not JsonLineString)
+            {
+                Error(ErrorCode.EvalMissingField, (m["tool_call_id"] ?? m).Offset, $"message {i} is a tool result; it needs a string \"tool_call_id\" naming the call it answers");
+                ok = false;
+                continue;
+            }
+            usesToolTurns |= callsTools || role == ChatMessage.Tool;
             messages.Add(new ChatMessage(role, content));
         }
         if (!ok)
             return null;
-        if (messages[^1].Role != ChatMessage.User)
+        if (messages[^1].Role is not (ChatMessage.User or ChatMessage.Tool) || messages[^1].Role == ChatMessage.Tool && !usesToolTurns)
         {
             Error(ErrorCode.EvalInvalidConversation, array.Items[^1].Offset,
-                "the last message must be a user turn: the model's answer to it is what the case scores");
+                "the last message must be a user turn (or a tool result): the model's answer to it is what the case scores");
             return null;
         }
-        return messages;
+        if (!usesToolTurns)
+            return messages;
+        // Tool calls and results are read by the parser training and `ertas tokenize --chat` use, so an eval prompt
+        // is spelled exactly as the training conversations were.
+        try
+        {
+            return ChatFile.ParseDocument(_current, _file, _line).Messages.ToList();
+        }
+        catch (ErtasException e)
+        {
+            // ChatFile's column counts bytes from 1; ours counts characters.
+            Error(ErrorCode.EvalInvalidConversation, e.Line == _line ? e.Column - 1 : -1, e.Message);
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// OpenAI's <c>tools</c>: <c>[{"type":"function","function":{"name":..,"description":..,"parameters":{...}}}]</c>,
+    /// checked field by field so each problem has its column, then read by the parser training uses.
+    /// </summary>
+    private List<ChatTool> ReadTools(JsonLineObject obj)
+    {
+        if (obj["tools"] is not { } shape)
+            return [];
+        const string Example = "{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": {...}}}";
+        if (shape is not JsonLineArray array)
+        {
+            Error(ErrorCode.EvalInvalidField, shape.Offset, $"\"tools\" must be an array of {Example}, not {shape.Kind}");
+            return [];
+        }
+        if (array.Items.Count == 0)
+        {
+            Error(ErrorCode.EvalInvalidField, shape.Offset, "\"tools\" is empty; offer at least one function or remove it");
+            return [];
+        }
+        if (obj["prompt"] is not null)
+            Error(ErrorCode.EvalInvalidField, shape.Offset, "\"tools\" are put in the prompt by the chat template; they need \"messages\", not \"prompt\"");
+        var before = ErrorCount();
+        var names = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < array.Items.Count; i++)
+        {
+            if (array.Items[i] is not JsonLineObject tool || tool["function"] is not JsonLineObject function)
+            {
+                Error(ErrorCode.EvalInvalidField, array.Items[i].Offset, $"tool {i} must be {Example}");
+                continue;
+            }
+            if (tool["type"] is { } type && type is not JsonLineString { Value: "function" })
+                Error(ErrorCode.EvalInvalidField, type.Offset, $"tool {i}: \"type\" must be \"function\" (the only kind of tool)");
+            if (function["name"] is not JsonLineString { Value: var name } || !Assertions.IsFunctionName(name))
+                Error(function["name"] is null ? ErrorCode.EvalMissingField : ErrorCode.EvalInvalidField, (function["name"] ?? function).Offset,
+                    $"tool {i}: \"function.name\" must be 1 to 64 letters, digits, underscores or dashes");
+            else if (names.TryGetValue(name, out var first))
+                Error(ErrorCode.EvalInvalidField, function["name"]!.Offset, $"tool {i} repeats the name \"{name}\" of tool {first}");
+            else
+                names[name] = i;
+            if (function["description"] is { } description and not JsonLineString and not JsonLineScalar { TokenType: JsonTokenType.Null })
+                Error(ErrorCode.EvalInvalidField, description.Offset, $"tool {i}: \"function.description\" must be a string, not {description.Kind}");
+            if (function["parameters"] is { } parameters and not JsonLineObject and not JsonLineScalar { TokenType: JsonTokenType.Null })
+                Error(ErrorCode.EvalInvalidField, parameters.Offset, $"tool {i}: \"function.parameters\" must be a JSON Schema object, not {parameters.Kind}");
+        }
+        if (ErrorCount() > before)
+            return [];
+        try
+        {
+            return ChatFile.ParseDocument(_current, _file, _line).Tools.ToList();
+        }
+        catch (ErtasException)
+        {
+            // The messages' own problems are reported where they are read.
+            return [];
+        }
     }
 
     private List<string> ReadTags(JsonLineObject obj, JsonObject json)
@@ -338,10 +430,20 @@ public sealed class EvalSuiteReader
             }
             if (ErrorCount() > before)
                 continue;
-            var assert = new EvalAssert(type.Value, av["value"]?.DeepClone(), weight, threshold, ignoreCase) { Column = Column(a.Offset) };
+            var isToolCall = type.Value == Assertions.ToolCall;
+            if ((isToolCall ? a["value"] : a["name"] ?? a["arguments"]) is { } misplaced)
+            {
+                Error(ErrorCode.EvalInvalidAssert, misplaced.Offset, isToolCall
+                    ? $"assert {i} (tool_call): give the function as \"name\" and its arguments as \"arguments\", not \"value\""
+                    : $"assert {i} ({type.Value}): only a tool_call assert takes \"name\" and \"arguments\"");
+                continue;
+            }
+            var expected = isToolCall ? Assertions.ToolCallValue(av["name"]?.DeepClone(), av["arguments"]?.DeepClone(), a["arguments"] is not null) : av["value"]?.DeepClone();
+            var assert = new EvalAssert(type.Value, expected, weight, threshold, ignoreCase) { Column = Column(a.Offset) };
             if (Assertions.Validate(assert) is { } problem)
             {
-                Error(ErrorCode.EvalInvalidAssert, (a["value"] ?? a).Offset, $"assert {i} ({type.Value}): {problem}");
+                var at = isToolCall ? (problem.Contains("\"arguments\"", StringComparison.Ordinal) ? a["arguments"] : a["name"]) : a["value"];
+                Error(ErrorCode.EvalInvalidAssert, (at ?? a).Offset, $"assert {i} ({type.Value}): {problem}");
                 continue;
             }
             asserts.Add(assert);

@@ -246,13 +246,16 @@ public sealed class ChatConversation
     private readonly MistralTokenizer _tokenizer;
     private readonly IChatTemplate _template;
     private readonly string? _systemPrompt;
+    private readonly IReadOnlyList<ChatTool> _tools;
     private readonly List<ChatMessage> _turns = [];
 
-    public ChatConversation(MistralTokenizer tokenizer, IChatTemplate template, string? systemPrompt)
+    /// <param name="tools">Tools offered on every prompt (mistral-v3 puts them before the last user message).</param>
+    public ChatConversation(MistralTokenizer tokenizer, IChatTemplate template, string? systemPrompt, IReadOnlyList<ChatTool>? tools = null)
     {
         _tokenizer = tokenizer ?? throw new ArgumentNullException(nameof(tokenizer));
         _template = template ?? throw new ArgumentNullException(nameof(template));
         _systemPrompt = string.IsNullOrEmpty(systemPrompt) ? null : systemPrompt;
+        _tools = tools ?? [];
     }
 
     /// <summary>The system message (if any) and the kept turns, oldest first.</summary>
@@ -272,7 +275,7 @@ public sealed class ChatConversation
         for (var dropped = 0; ; dropped++)
         {
             var kept = _turns.Skip(2 * dropped).Append(new ChatMessage(ChatMessage.User, userMessage)).ToList();
-            var ids = _template.Encode(_tokenizer, WithSystem(kept), addGenerationPrompt: true).Ids;
+            var ids = _template.Encode(_tokenizer, WithSystem(kept), addGenerationPrompt: true, _tools).Ids;
             if (ids.Length <= maxPromptTokens)
             {
                 _turns.RemoveRange(0, 2 * dropped);

@@ -508,4 +508,98 @@ public class AssertionsTests
     {
         Assert.Contains("\"ignore_case\"", Assertions.Validate(A("is_json", null, ignoreCase: true)));
     }
+
+    // ---- tool_call -------------------------------------------------------------------------------------------------
+
+    /// <summary>A tool_call assert as the suite reader builds it from "name" and (optionally) "arguments".</summary>
+    private static EvalAssert Call(string name, string? argumentsJson = null) =>
+        new(Assertions.ToolCall, Assertions.ToolCallValue(JsonValue.Create(name), argumentsJson is null ? null : JsonNode.Parse(argumentsJson), argumentsJson is not null));
+
+    private const string ParisCall = """[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Paris", "days": 1}}]""";
+
+    [Fact]
+    public void ToolCall_PassesOnTheV3CallWithThatNameAndEqualArguments_KeyOrderAndNumberSpellingIgnored()
+    {
+        AssertPass(Run(Call("get_weather", """{"days": 1.0, "city": "Paris"}"""), ParisCall));
+        AssertPass(Run(Call("get_weather", """{"city": "Paris", "days": 1}"""), "  " + ParisCall + "\n"));
+    }
+
+    [Fact]
+    public void ToolCall_WithoutArguments_ChecksOnlyTheName()
+    {
+        AssertPass(Run(Call("get_weather"), ParisCall));
+        AssertPass(Run(Call("get_weather"), """[TOOL_CALLS] [{"name": "get_weather", "arguments": {}, "id": "a1b2c3d4e"}]"""));
+    }
+
+    [Fact]
+    public void ToolCall_PassesWhenAnyOfParallelCallsMatches()
+    {
+        const string output = """[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Lyon"}}, {"name": "get_weather", "arguments": {"city": "Paris"}}]""";
+        AssertPass(Run(Call("get_weather", """{"city": "Paris"}"""), output));
+        AssertPass(Run(Call("get_weather", """{"city": "Lyon"}"""), output));
+    }
+
+    [Fact]
+    public void ToolCall_ReadsArgumentsSpelledAsAStringHoldingJson()
+    {
+        AssertPass(Run(Call("get_weather", """{"city": "Paris"}"""), """[TOOL_CALLS] [{"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}]"""));
+    }
+
+    [Fact]
+    public void ToolCall_FailsOnAPlainAnswer_QuotingIt()
+    {
+        var result = Run(Call("get_weather"), "It is sunny in Paris.");
+        AssertFail(result);
+        Assert.Contains("[TOOL_CALLS]", result.Detail);
+        Assert.Contains("\"It is sunny in Paris.\"", result.Detail);
+    }
+
+    [Fact]
+    public void ToolCall_FailsWhenTheCallIsNotAJsonList_SayingSo()
+    {
+        var broken = Run(Call("get_weather"), """[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Par""");
+        AssertFail(broken);
+        Assert.Contains("not followed by valid JSON", broken.Detail);
+
+        var notAList = Run(Call("get_weather"), """[TOOL_CALLS] {"name": "get_weather"}""");
+        AssertFail(notAList);
+        Assert.Contains("not a JSON list of calls", notAList.Detail);
+    }
+
+    [Fact]
+    public void ToolCall_FailsOnAnotherFunction_NamingTheCallsMade()
+    {
+        var result = Run(Call("get_weather"), """[TOOL_CALLS] [{"name": "get_time", "arguments": {}}, {"name": "search", "arguments": {}}]""");
+        AssertFail(result);
+        Assert.Contains("no call to \"get_weather\"", result.Detail);
+        Assert.Contains("\"get_time\", \"search\"", result.Detail);
+        Assert.Contains("nothing", Run(Call("get_weather"), "[TOOL_CALLS] []").Detail);
+    }
+
+    [Fact]
+    public void ToolCall_FailsOnOtherArguments_AtTheFirstDifference()
+    {
+        var wrongCity = Run(Call("get_weather", """{"city": "Paris", "days": 1}"""), ParisCall.Replace("Paris", "Lyon"));
+        AssertFail(wrongCity);
+        Assert.Contains("$.arguments.city: expected \"Paris\", got \"Lyon\"", wrongCity.Detail);
+
+        var extra = Run(Call("get_weather", """{"city": "Paris"}"""), ParisCall);
+        AssertFail(extra);
+        Assert.Contains("$.arguments.days: not expected", extra.Detail);
+
+        var none = Run(Call("get_weather", """{"city": "Paris"}"""), """[TOOL_CALLS] [{"name": "get_weather"}]""");
+        AssertFail(none);
+        Assert.Contains("no \"arguments\"", none.Detail);
+    }
+
+    [Fact]
+    public void Validate_ToolCallNeedsAFunctionNameAndObjectArguments()
+    {
+        Assert.Contains("\"name\"", Assertions.Validate(new EvalAssert(Assertions.ToolCall, new JsonObject())));
+        Assert.Contains("function name", Assertions.Validate(Call("get weather")));
+        Assert.Contains("\"arguments\"", Assertions.Validate(Call("get_weather", "[\"Paris\"]")));
+        Assert.Contains("\"arguments\"", Assertions.Validate(Call("get_weather", "null")));
+        Assert.Contains("\"threshold\"", Assertions.Validate(new EvalAssert(Assertions.ToolCall, Call("f").Value, Threshold: 0.5)));
+        Assert.Null(Assertions.Validate(Call("get_weather", "{}")));
+    }
 }

@@ -1,6 +1,4 @@
-using System.Diagnostics;
 using System.Text;
-using System.Text.Json;
 using Ertas.Gguf;
 using Ertas.Mistral.Templates;
 using Ertas.Mistral.Tokenization;
@@ -112,89 +110,6 @@ public sealed class ServingTemplateTests(EvalModels models, ITestOutputHelper ou
         return weights.Tokenize(text, add_bos: true, special: true, Encoding.UTF8).Select(t => (int)t).ToArray();
     }
 
-    /// <summary>
-    /// Ollama's prompt rendering (template/template.go): consecutive messages of one role are merged with a blank
-    /// line, the Modelfile's SYSTEM becomes a leading system message when the request has none, and a template that
-    /// mentions .Messages is executed once with the message list (and .System, every system message joined).
-    /// </summary>
-    private static string RenderWithGo(string template, ChatMessage[] conversation, string? modelfileSystem)
-    {
-        var go = GoCompiler();
-        Skip.If(go is null, "Go is not installed (apt-get install golang-go; .ci/run installs it): Ollama's template engine is Go's text/template");
-        using var folder = new TempDirectory();
-        File.WriteAllText(folder.Combine("main.go"), GoRenderer);
-        File.WriteAllText(folder.Combine("template.txt"), template);
-        var messages = conversation.Select(m => new { role = m.Role, content = m.Content }).ToList();
-        File.WriteAllText(folder.Combine("input.json"), JsonSerializer.Serialize(new { system = modelfileSystem ?? "", messages }));
-        var start = new ProcessStartInfo(go!, "run main.go template.txt input.json")
-        {
-            WorkingDirectory = folder.Path,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            StandardOutputEncoding = Encoding.UTF8,
-        };
-        start.Environment["GO111MODULE"] = "off";
-        start.Environment["GOCACHE"] = Path.Combine(Path.GetTempPath(), "ertas-go-cache");
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEnd();
-        Assert.True(process.WaitForExit(120_000), "go run timed out");
-        Assert.True(process.ExitCode == 0, $"go run failed: {stderr}");
-        return stdout.Result;
-    }
-
-    private static string? GoCompiler() =>
-        new[] { "/usr/bin/go", "/usr/lib/go/bin/go", "/usr/local/go/bin/go" }.FirstOrDefault(File.Exists)
-        ?? (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(p => Path.Combine(p, "go")).FirstOrDefault(File.Exists);
-
-    // Ollama's collation and execution, reduced to what a .Messages template sees (ollama/ollama template/template.go).
-    private const string GoRenderer = """
-        package main
-
-        import (
-            "encoding/json"
-            "os"
-            "strings"
-            "text/template"
-        )
-
-        type Message struct {
-            Role    string `json:"role"`
-            Content string `json:"content"`
-        }
-
-        type Input struct {
-            System   string    `json:"system"`
-            Messages []Message `json:"messages"`
-        }
-
-        func main() {
-            text, err := os.ReadFile(os.Args[1])
-            if err != nil { panic(err) }
-            raw, err := os.ReadFile(os.Args[2])
-            if err != nil { panic(err) }
-            var in Input
-            if err := json.Unmarshal(raw, &in); err != nil { panic(err) }
-            msgs := in.Messages
-            hasSystem := false
-            for _, m := range msgs { if m.Role == "system" { hasSystem = true } }
-            if in.System != "" && !hasSystem {
-                msgs = append([]Message{{Role: "system", Content: in.System}}, msgs...)
-            }
-            var collated []Message
-            var system []string
-            for _, m := range msgs {
-                if m.Role == "system" { system = append(system, m.Content) }
-                if len(collated) > 0 && collated[len(collated)-1].Role == m.Role {
-                    collated[len(collated)-1].Content += "\n\n" + m.Content
-                } else {
-                    collated = append(collated, m)
-                }
-            }
-            t := template.Must(template.New("").Parse(string(text)))
-            values := map[string]any{"Messages": collated, "System": strings.Join(system, "\n\n"), "Prompt": "", "Response": ""}
-            if err := t.Execute(os.Stdout, values); err != nil { panic(err) }
-        }
-        """;
+    private static string RenderWithGo(string template, ChatMessage[] conversation, string? modelfileSystem) =>
+        OllamaRenderer.Render(template, conversation, modelfileSystem);
 }

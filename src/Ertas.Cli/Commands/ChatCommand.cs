@@ -20,15 +20,16 @@ public sealed class ChatCommand : ICommand
     public ChatCommand(TextReader? input = null) => _input = input;
 
     public IReadOnlyList<string> Verb { get; } = ["chat"];
-    public string Usage => "ertas chat FILE.gguf [--system TEXT] [--lora ADAPTER.gguf] [--max-tokens N] [--temperature T [--seed S]] [--message TEXT ...]";
-    public string Summary => "Chat with a GGUF model through llama.cpp, prompts in the mistral-v1 format it was trained on.";
+    public string Usage => "ertas chat FILE.gguf [--system TEXT] [--tools TOOLS.json] [--lora ADAPTER.gguf] [--max-tokens N] [--temperature T [--seed S]] [--message TEXT ...]";
+    public string Summary => "Chat with a GGUF model through llama.cpp, prompts in the format its vocabulary's models train on (mistral-v1 or mistral-v3).";
     public int MaxPositionals => 1;
     public string PositionalsName => "FILE.gguf";
     public string PositionalsHelp => "The GGUF model to chat with.";
 
     public IReadOnlyList<OptionSpec> Options { get; } =
     [
-        new("--system", "A system message, placed before the first user message as in training.", "TEXT"),
+        new("--system", "A system message, placed where the template puts it in training (v1: first user message, v3: last).", "TEXT"),
+        new("--tools", "Tools the model may call (mistral-v3 GGUFs): a JSON file with a \"tools\" list in OpenAI's shape, or the list itself.", "FILE"),
         new("--lora", "A llama.cpp LoRA adapter GGUF to apply at scale 1.", "FILE"),
         new("--max-tokens", "Most tokens per answer (default 512); an answer also ends at EOS.", "N"),
         new("--temperature", "Sample from softmax(logits / T), T > 0, instead of greedy decoding.", "T"),
@@ -62,7 +63,9 @@ public sealed class ChatCommand : ICommand
         MistralTokenizer tokenizer;
         using (var gguf = new GgufTensorSource(modelPath))
             tokenizer = TokenizerVocabularies.ToTokenizer(gguf.ReadVocabulary());
-        var template = ChatTemplates.Get(ChatTemplates.MistralV1Name, tokenizer);
+        // The template the vocabulary's models train on, as export chose the GGUF's Jinja: v3's control tokens mean v3.
+        var template = ChatTemplates.For(tokenizer);
+        var tools = args.Get("--tools") is { } toolsPath ? ReadTools(toolsPath, template) : [];
         using var model = LlamaCppChat.Load(modelPath, contextSize, threads, loraPath);
         if (maxTokens >= model.ContextSize)
             throw new ErtasException(ErrorCode.InvalidArgument,
@@ -70,7 +73,7 @@ public sealed class ChatCommand : ICommand
         if (contextSize > model.TrainingContextSize && model.TrainingContextSize > 0)
             context.Error.WriteLine($"ertas chat: --context {contextSize} is beyond the {model.TrainingContextSize} tokens the model was trained on; long chats may degrade");
 
-        var session = new Session(model, tokenizer, new ChatConversation(tokenizer, template, args.Get("--system")), sampler, maxTokens, context);
+        var session = new Session(model, tokenizer, new ChatConversation(tokenizer, template, args.Get("--system"), tools), sampler, maxTokens, context);
         var messages = args.GetAll("--message");
         if (messages.Count > 0)
         {
@@ -119,6 +122,28 @@ public sealed class ChatCommand : ICommand
         }
     }
 
+    /// <summary>
+    /// The tools of <c>--tools</c>: a chat file's <c>tools</c> (messages optional) or a bare list, read by the parser
+    /// training data goes through, so a tool spelled in a dataset is spelled the same in the prompt.
+    /// </summary>
+    private static IReadOnlyList<ChatTool> ReadTools(string path, IChatTemplate template)
+    {
+        if (!File.Exists(path))
+            throw new ErtasException(ErrorCode.FileNotFound, "the tools file does not exist", path);
+        if (template is not MistralV3ChatTemplate)
+            throw new ErtasException(ErrorCode.InvalidArgument,
+                $"--tools needs a model with Mistral's v3 tool tokens; this GGUF's vocabulary trains on {template.Name}, which has no tool calling", path);
+        // The chat-file parser wants messages: a stand-in is added after the file's own text, so its errors keep the
+        // file's lines and columns.
+        const string standIn = "\"messages\": [{\"role\": \"user\", \"content\": \"-\"}]";
+        var text = File.ReadAllText(path).TrimEnd();
+        var json = text.TrimStart().StartsWith('[') ? "{\"tools\": " + text + "\n, " + standIn + "}"
+            : text.EndsWith('}') && !text.Contains("\"messages\"", StringComparison.Ordinal) ? text[..^1] + ", " + standIn + "}"
+            : text;
+        var document = ChatFile.ParseDocument(json, path);
+        return document.Tools;
+    }
+
     private static ChatSampler Sampler(ParsedArgs args)
     {
         if (args.Get("--temperature") is not { } text)
@@ -146,8 +171,17 @@ public sealed class ChatCommand : ICommand
                 context.Error.WriteLine(
                     $"ertas chat: dropped the oldest {dropped} exchange{(dropped == 1 ? "" : "s")} from the history to fit the context of {model.ContextSize} tokens");
             var text = new StreamingDetokenizer(tokenizer);
+            var first = true;
+            var calledTools = false;
             foreach (var id in model.Stream(prompt, maxTokens, tokenizer.EosId, sampler, context.Cancellation))
             {
+                // [TOOL_CALLS] is a control token, which decoding drops: print its name so a call reads as one.
+                if (first && id == tokenizer.ControlId(MistralV3ChatTemplate.ToolCalls))
+                {
+                    calledTools = true;
+                    context.Out.Write(MistralV3ChatTemplate.ToolCalls);
+                }
+                first = false;
                 var piece = text.Add(id);
                 if (piece.Length == 0)
                     continue;
@@ -157,7 +191,9 @@ public sealed class ChatCommand : ICommand
             context.Out.Write(text.Flush());
             context.Out.WriteLine();
             context.Out.Flush();
-            if (!conversation.Record(message, text.Text))
+            if (calledTools)
+                context.Error.WriteLine("ertas chat: the model called a tool; chat runs no tools, so this exchange is not kept in the history");
+            else if (!conversation.Record(message, text.Text))
                 context.Error.WriteLine("ertas chat: the answer was empty; this exchange is not kept in the history");
         }
     }

@@ -4,7 +4,7 @@ using Ertas.Mistral.Tokenization;
 namespace Ertas.Mistral.Templates;
 
 /// <summary>The chat templates Ertas knows, by name, and the text forms other tools need (FACTS §6).</summary>
-public static class ChatTemplates
+public static partial class ChatTemplates
 {
     public const string MistralV1Name = "mistral-v1";
     public const string MistralV3Name = "mistral-v3";
@@ -85,8 +85,14 @@ public static class ChatTemplates
         return v1;
     }
 
-    /// <summary>Official Jinja for the tokenizer's template, or null where Ertas has none yet (v3).</summary>
-    public static string? JinjaFor(MistralTokenizer tokenizer) => For(tokenizer) is MistralV1ChatTemplate ? MistralV1Jinja : null;
+    /// <summary>
+    /// Mistral's official Jinja for the tokenizer's template (<see cref="For"/>): what GGUF's
+    /// <c>tokenizer.chat_template</c> and tokenizer_config.json carry, so llama.cpp and transformers format as trained.
+    /// </summary>
+    public static string JinjaFor(MistralTokenizer tokenizer) => For(tokenizer) is MistralV3ChatTemplate ? MistralV3Jinja : MistralV1Jinja;
+
+    /// <summary>The Ollama TEMPLATE that renders the tokenizer's template (<see cref="For"/>) for a Modelfile.</summary>
+    public static string OllamaFor(MistralTokenizer tokenizer) => For(tokenizer) is MistralV3ChatTemplate ? MistralV3Ollama : MistralV1Ollama;
 
     /// <summary><c>auto</c> before a tokenizer is known: resolves on every call, so it never mismatches.</summary>
     private sealed class AutoChatTemplate : IChatTemplate

@@ -183,6 +183,44 @@ public sealed class MistralTokenizer
         return _tokenizer.Decode(kept, considerSpecialTokens: false);
     }
 
+    /// <summary>
+    /// Text of <paramref name="ids"/> as llama.cpp renders a generation with special tokens shown: control tokens
+    /// other than BOS and EOS (v3's <c>[TOOL_CALLS]</c>, <c>[INST]</c>, ...) appear as their piece text, and the text
+    /// after one keeps its leading space (<c>[TOOL_CALLS]▁[{</c> reads "[TOOL_CALLS] [{"). A model's tool call is
+    /// only visible this way; <see cref="Decode"/> drops it.
+    /// </summary>
+    public string DecodeWithControlPieces(IEnumerable<int> ids)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        var text = new System.Text.StringBuilder();
+        var run = new List<int>();
+        foreach (var id in ids)
+        {
+            CheckId(id);
+            if (Model.Types[id] != SentencePieceType.Control)
+            {
+                run.Add(id);
+                continue;
+            }
+            Flush();
+            if (id != BosId && id != EosId)
+                text.Append(Model.Pieces[id]);
+        }
+        Flush();
+        return text.ToString();
+
+        void Flush()
+        {
+            if (run.Count == 0)
+                return;
+            // SentencePiece drops the dummy-prefix space of a text's first piece; only the very first run has one.
+            if (text.Length > 0 && Model.Pieces[run[0]].StartsWith('▁'))
+                text.Append(' ');
+            text.Append(_tokenizer.Decode(run, considerSpecialTokens: false));
+            run.Clear();
+        }
+    }
+
     /// <summary>The raw piece, e.g. "▁the", "&lt;0x0A&gt;", "&lt;s&gt;".</summary>
     public string IdToPiece(int id)
     {

@@ -150,7 +150,9 @@ public partial class MistralV3ChatTemplateTests
         Assert.IsType<MistralV3ChatTemplate>(ChatTemplates.Get(ChatTemplates.AutoName, V3Layout));
         Assert.IsType<MistralV1ChatTemplate>(ChatTemplates.Get(ChatTemplates.AutoName, LazyV1Layout.Value));
         Assert.Equal(ChatTemplates.MistralV1Jinja, ChatTemplates.JinjaFor(LazyV1Layout.Value));
-        Assert.Null(ChatTemplates.JinjaFor(V3Layout));
+        Assert.Equal(ChatTemplates.MistralV3Jinja, ChatTemplates.JinjaFor(V3Layout));
+        Assert.Equal(ChatTemplates.MistralV1Ollama, ChatTemplates.OllamaFor(LazyV1Layout.Value));
+        Assert.Equal(ChatTemplates.MistralV3Ollama, ChatTemplates.OllamaFor(V3Layout));
         // Before a tokenizer is known, auto is a valid name that resolves when it encodes.
         var auto = ChatTemplates.Get(ChatTemplates.AutoName);
         Assert.Equal(Template.Encode(V3Layout, [new(ChatMessage.User, "q")]).Ids, auto.Encode(V3Layout, [new(ChatMessage.User, "q")]).Ids);

@@ -93,8 +93,8 @@ public sealed class MistralV3TokenizerCliTests(CliModels models)
         foreach (var piece in MistralV3ChatTemplate.ControlPieces)
             Assert.Equal((int)GgufTokenType.Control, vocab.TokenTypes[Array.IndexOf(vocab.Tokens, piece)]);
         Assert.Equal((int)GgufTokenType.UserDefined, vocab.TokenTypes[Array.IndexOf(vocab.Tokens, "[REFERENCE_DOC_0]")]);
-        // No v3 Jinja yet: writing v1's would make llama.cpp render [INST] as text.
-        Assert.Null(vocab.ChatTemplate);
+        // Mistral's v0.3 Jinja, never v1's: v1's " [INST]" would be filed as mistral-v1 by llama.cpp.
+        Assert.Equal(ChatTemplates.MistralV3Jinja, vocab.ChatTemplate);
     }
 
     [SkippableFact]
