@@ -332,8 +332,11 @@ public sealed class StreamingDetokenizer
 
     public IReadOnlyList<int> Ids => _ids;
 
-    /// <summary>The whole answer so far, as <see cref="MistralTokenizer.Decode"/> gives it.</summary>
-    public string Text => _tokenizer.Decode(_ids);
+    /// <summary>
+    /// The whole answer so far, as <see cref="MistralTokenizer.DecodeWithControlPieces"/> gives it: a v3 model's
+    /// <c>[TOOL_CALLS]</c> shows as it does in eval outputs; a v1 answer has no control pieces to show.
+    /// </summary>
+    public string Text => _tokenizer.DecodeWithControlPieces(_ids);
 
     /// <summary>Adds a token; returns the text now safe to print (often empty).</summary>
     public string Add(int id)

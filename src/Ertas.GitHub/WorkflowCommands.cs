@@ -106,19 +106,13 @@ public static class WorkflowCommands
     {
         var existing = File.Exists(summaryFile) ? new FileInfo(summaryFile).Length : 0;
         var budget = MaxSummaryBytes - existing - 1024; // room for the note
-        var bytes = Encoding.UTF8.GetByteCount(markdown);
-        var cut = false;
-        if (bytes > budget)
+        var bytes = Encoding.UTF8.GetBytes(markdown);
+        var cut = bytes.Length > budget;
+        if (cut)
         {
-            cut = true;
-            var keep = markdown;
-            // Drop whole lines from the end until it fits; a byte-exact cut could split a UTF-8 sequence or a table row.
-            var chars = (int)Math.Max(0, Math.Min(keep.Length, budget));
-            while (chars > 0 && Encoding.UTF8.GetByteCount(keep.AsSpan(0, chars)) > budget)
-                chars = (int)(chars * 0.9);
-            var newline = keep.LastIndexOf('\n', Math.Max(chars - 1, 0));
-            keep = newline > 0 ? keep[..newline] : "";
-            markdown = keep + string.Create(CultureInfo.InvariantCulture,
+            // Whole lines only: a '\n' byte never sits inside a UTF-8 sequence, and a table row stays whole.
+            var newline = budget > 0 ? Array.LastIndexOf(bytes, (byte)'\n', (int)budget - 1) : -1;
+            markdown = (newline > 0 ? Encoding.UTF8.GetString(bytes, 0, newline) : "") + string.Create(CultureInfo.InvariantCulture,
                 $"\n\n> The report was cut to fit GitHub's {MaxSummaryBytes / 1024} KiB step summary; the full report.md is in the run's artifact.\n");
         }
         File.AppendAllText(summaryFile, markdown.EndsWith('\n') ? markdown : markdown + "\n", new UTF8Encoding(false));

@@ -171,17 +171,8 @@ public sealed class ChatCommand : ICommand
                 context.Error.WriteLine(
                     $"ertas chat: dropped the oldest {dropped} exchange{(dropped == 1 ? "" : "s")} from the history to fit the context of {model.ContextSize} tokens");
             var text = new StreamingDetokenizer(tokenizer);
-            var first = true;
-            var calledTools = false;
             foreach (var id in model.Stream(prompt, maxTokens, tokenizer.EosId, sampler, context.Cancellation))
             {
-                // [TOOL_CALLS] is a control token, which decoding drops: print its name so a call reads as one.
-                if (first && id == tokenizer.ControlId(MistralV3ChatTemplate.ToolCalls))
-                {
-                    calledTools = true;
-                    context.Out.Write(MistralV3ChatTemplate.ToolCalls);
-                }
-                first = false;
                 var piece = text.Add(id);
                 if (piece.Length == 0)
                     continue;
@@ -191,6 +182,7 @@ public sealed class ChatCommand : ICommand
             context.Out.Write(text.Flush());
             context.Out.WriteLine();
             context.Out.Flush();
+            var calledTools = text.Ids.Count > 0 && text.Ids[0] == tokenizer.ControlId(MistralV3ChatTemplate.ToolCalls);
             if (calledTools)
                 context.Error.WriteLine("ertas chat: the model called a tool; chat runs no tools, so this exchange is not kept in the history");
             else if (!conversation.Record(message, text.Text))
