@@ -200,6 +200,56 @@ public sealed class ServingTemplateV3Tests(V3ServingModel model, ITestOutputHelp
         Assert.Equal(Expected(messages, tools), LlamaCppIds(text, addBos: false));
     }
 
+    /// <summary>
+    /// The GGUF's Jinja run by llama.cpp itself, as llama-server --jinja runs it (common_chat_templates_apply: minja,
+    /// tool-call arguments from the request's JSON strings, BOS left to the tokenizer), through @fugood/llama.node:
+    /// llama-server's prompt ids equal the training ids for one and three turns with a system message, and for tools, a
+    /// call, its result and the answer. Every conversation here ends on a user message, as a serving request does.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("one turn")]
+    [InlineData("one turn with a system message")]
+    [InlineData("three turns with a system message")]
+    [InlineData("system, tools, a call, its result, the answer and a new question")]
+    public void TheGgufsJinja_RunByLlamaCpp_GivesTheTrainingIds(string name)
+    {
+        var (messages, tools) = ConversationsByName[name];
+        var rendering = LlamaCppJinja.Render(model.Gguf, messages, tools);
+        output.WriteLine($"chat format {rendering.ChatFormat}: {rendering.Prompt.Replace("\n", "\\n")}");
+        var expected = Expected(messages, tools);
+        Assert.Equal(TokenizerFromGguf().BosId, expected[0]);
+        Assert.Equal(expected[1..], rendering.Tokens);
+        Assert.Equal(expected, LlamaCppIds(rendering.Prompt, addBos: true));
+    }
+
+    /// <summary>
+    /// Where Mistral's official v0.3 Jinja differs from mistral-common by its own design, llama.cpp does what the Jinja
+    /// says: a second system message raises (the template allows one, first), and a tool result that is not JSON is
+    /// written unquoted where mistral-common writes a JSON string. Training data meant for llama-server keeps one system
+    /// message and JSON tool results (README, Serving a v0.3 fine-tune).
+    /// </summary>
+    [SkippableFact]
+    public void LlamaCppsJinja_RefusesASecondSystemMessage_AndWritesAPlainTextToolResultUnquoted()
+    {
+        var (twoSystems, twoTools) = ConversationsByName["two systems, two tools, parallel calls and their results, the answer pending"];
+        Assert.Contains("conversation roles must alternate", LlamaCppJinja.RenderError(model.Gguf, twoSystems, twoTools));
+
+        ChatMessage[] plain =
+        [
+            new(ChatMessage.System, SupportBot),
+            new(ChatMessage.User, "Mail the report to a@example.com."),
+            Call(("Ab3dE5gH9", "send_email", """{"body": "The report.", "to": "a@example.com"}""")),
+            Result("Ab3dE5gH9", "send_email", "Email sent to a@example.com"),
+            new(ChatMessage.Assistant, "Done."),
+            new(ChatMessage.User, "Thanks!"),
+        ];
+        var rendering = LlamaCppJinja.Render(model.Gguf, plain, [Email]);
+        Assert.Contains("""[TOOL_RESULTS] {"content": Email sent to a@example.com, "call_id": "Ab3dE5gH9"}[/TOOL_RESULTS]""", rendering.Prompt);
+        var tokenizer = TokenizerFromGguf();
+        var training = tokenizer.DecodeWithControlPieces(Expected(plain, [Email]));
+        Assert.Contains("""[TOOL_RESULTS] {"content": "Email sent to a@example.com", "call_id": "Ab3dE5gH9"}[/TOOL_RESULTS]""", training);
+    }
+
     [SkippableFact]
     public void ChatOnAV3Gguf_SpeaksMistralV3_WithTheToolsOfAToolsFile()
     {

@@ -21,16 +21,22 @@ public static class SharedFiles
         return path;
     }
 
-    private static string? FindSharedRoot()
+    /// <summary>The repository's root (the folder of Ertas.Build.sln) above the test assembly.</summary>
+    public static string RepositoryRoot => Repository.Value ?? throw new InvalidOperationException("Ertas.Build.sln not found above " + AppContext.BaseDirectory);
+
+    private static readonly Lazy<string?> Repository = new(() =>
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
             if (File.Exists(Path.Combine(dir.FullName, "Ertas.Build.sln")))
-            {
-                var shared = Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared"));
-                return Directory.Exists(shared) ? shared : null;
-            }
-        }
+                return dir.FullName;
         return null;
+    });
+
+    private static string? FindSharedRoot()
+    {
+        if (Repository.Value is not { } repository)
+            return null;
+        var shared = Path.GetFullPath(Path.Combine(repository, "..", "shared"));
+        return Directory.Exists(shared) ? shared : null;
     }
 }

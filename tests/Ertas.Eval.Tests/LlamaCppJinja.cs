@@ -1,0 +1,143 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Ertas.Mistral.Templates;
+using Ertas.TestSupport;
+
+namespace Ertas.Eval.Tests;
+
+/// <summary>
+/// llama.cpp's own chat-template path, as llama-server --jinja runs it: <c>common_chat_templates_apply</c> (its minja
+/// Jinja engine, with the chat-format detection that chooses a tool-call parser) on the GGUF's
+/// <c>tokenizer.chat_template</c>. LLamaSharp ships only libllama, which has no Jinja, so this goes through
+/// @fugood/llama.node's prebuilt llama.cpp (tools/llama-node, installed by .ci/run with npm). Without Node.js the
+/// tests skip, saying why, except under CI, where they fail: there the real engine must run.
+/// </summary>
+internal static class LlamaCppJinja
+{
+    private static readonly Lazy<string> Script = new(Prepare);
+
+    /// <summary>What llama.cpp rendered and how it tokenized it (special tokens parsed, no BOS added).</summary>
+    public sealed record Rendering(string Prompt, int ChatFormat, int[] Tokens);
+
+    public static Rendering Render(string gguf, IEnumerable<ChatMessage> messages, IEnumerable<ChatTool> tools)
+    {
+        var (exit, stdout, stderr) = Run(gguf, messages, tools);
+        Assert.True(exit == 0, $"llama.cpp's chat template failed ({exit}):\n{stderr}");
+        using var result = JsonDocument.Parse(stdout);
+        var root = result.RootElement;
+        return new Rendering(root.GetProperty("prompt").GetString()!, root.GetProperty("chat_format").GetInt32(),
+            [.. root.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32())]);
+    }
+
+    /// <summary>The error llama.cpp's template engine raised, for conversations the template refuses.</summary>
+    public static string RenderError(string gguf, IEnumerable<ChatMessage> messages, IEnumerable<ChatTool> tools)
+    {
+        var (exit, stdout, stderr) = Run(gguf, messages, tools);
+        Assert.True(exit != 0, $"llama.cpp rendered the conversation: {stdout}");
+        return stderr;
+    }
+
+    /// <summary>An OpenAI-style chat request, as a client sends llama-server: tool-call arguments as JSON strings.</summary>
+    public static JsonObject Request(string gguf, IEnumerable<ChatMessage> messages, IEnumerable<ChatTool> tools) => new()
+    {
+        ["model"] = gguf,
+        ["messages"] = new JsonArray([.. messages.Select(m =>
+        {
+            var message = new JsonObject { ["role"] = m.Role, ["content"] = m.Content };
+            if (m.ToolCalls is { Count: > 0 } calls)
+                message["tool_calls"] = new JsonArray([.. calls.Select(c => (JsonNode)new JsonObject
+                {
+                    ["id"] = c.Id, ["type"] = "function",
+                    ["function"] = new JsonObject { ["name"] = c.Name, ["arguments"] = c.Arguments },
+                })]);
+            if (m.ToolCallId is not null)
+                message["tool_call_id"] = m.ToolCallId;
+            if (m.Name is not null)
+                message["name"] = m.Name;
+            return (JsonNode)message;
+        })]),
+        ["tools"] = new JsonArray([.. tools.Select(t => (JsonNode)new JsonObject
+        {
+            ["type"] = "function",
+            ["function"] = new JsonObject { ["name"] = t.Name, ["description"] = t.Description, ["parameters"] = JsonNode.Parse(t.ParametersJson) },
+        })]),
+        ["add_generation_prompt"] = true,
+    };
+
+    private static (int Exit, string Stdout, string Stderr) Run(string gguf, IEnumerable<ChatMessage> messages, IEnumerable<ChatTool> tools)
+    {
+        var script = Script.Value;
+        var request = Path.Combine(Path.GetTempPath(), $"ertas-llama-node-{Guid.NewGuid():N}.json");
+        var result = request + ".out";
+        try
+        {
+            File.WriteAllText(request, Request(gguf, messages, tools).ToJsonString());
+            var (exit, output) = Exec(FindOnPath("node")!, Path.GetDirectoryName(script)!, 120, [script, request, result]);
+            return (exit, File.Exists(result) ? File.ReadAllText(result) : "", output);
+        }
+        finally
+        {
+            File.Delete(request);
+            File.Delete(result);
+        }
+    }
+
+    private static bool Ci => Environment.GetEnvironmentVariable("CI") is "true" or "1";
+
+    private static string Prepare()
+    {
+        var folder = Path.Combine(SharedFiles.RepositoryRoot, "tools", "llama-node");
+        if (FindOnPath("node") is null)
+            SkipOrFail("Node.js is not installed (node on PATH): llama.cpp's Jinja runs through @fugood/llama.node (tools/llama-node; apt-get install nodejs npm, then npm ci --omit=optional --prefix tools/llama-node)");
+        if (!File.Exists(Path.Combine(folder, "node_modules", "@fugood", "node-llama-linux-x64", "index.node")))
+        {
+            if (!OperatingSystem.IsLinux() || System.Runtime.InteropServices.RuntimeInformation.OSArchitecture != System.Runtime.InteropServices.Architecture.X64)
+                throw new SkipException("tools/llama-node installs llama.cpp's linux-x64 build only");
+            var npm = FindOnPath("npm");
+            if (npm is null)
+                SkipOrFail("npm is not installed: llama.cpp's Jinja (tools/llama-node) cannot be installed (apt-get install npm, then npm ci --omit=optional --prefix tools/llama-node)");
+            // --omit=optional: only the CPU build this package lists, not llama.node's CUDA, Vulkan and WASM builds (270 MB).
+            var (exit, output) = Exec(npm!, folder, 300, ["ci", "--omit=optional", "--ignore-scripts", "--no-audit", "--no-fund"]);
+            Assert.True(exit == 0, $"npm ci in tools/llama-node failed ({exit}): llama.cpp's Jinja could not be installed\n{output}");
+        }
+        return Path.Combine(folder, "render-chat.mjs");
+    }
+
+    private static void SkipOrFail(string reason)
+    {
+        if (Ci)
+            Assert.Fail(reason + ". CI must run llama.cpp's Jinja: .ci/run installs it.");
+        throw new SkipException(reason);
+    }
+
+    private static (int Exit, string Output) Exec(string file, string workingDirectory, int timeoutSeconds, string[] arguments)
+    {
+        var start = new ProcessStartInfo(file)
+        {
+            WorkingDirectory = workingDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            StandardOutputEncoding = Encoding.UTF8,
+            StandardErrorEncoding = Encoding.UTF8,
+        };
+        foreach (var argument in arguments)
+            start.ArgumentList.Add(argument);
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(timeoutSeconds * 1000))
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"{Path.GetFileName(file)} timed out after {timeoutSeconds} s");
+        }
+        return (process.ExitCode, stdout.Result + stderr.Result);
+    }
+
+    private static string? FindOnPath(string name) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
+            .Select(dir => Path.Combine(dir, name))
+            .FirstOrDefault(File.Exists);
+}
