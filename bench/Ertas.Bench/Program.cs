@@ -9,6 +9,7 @@ const string usage = """
       generate-tiny     tokens/s of our TorchSharp model vs llama.cpp on the tiny preset's GGUF
       quantize-7b       the 7b F16 GGUF (export-7b's, made when absent) to Q8_0, Q4_K_M, Q6_K: `ertas quantize` vs
                         llama.cpp's llama_model_quantize, 2 threads each, wall time, peak RSS, identical bytes
+      quantize-7b-4l    the same on the 7b preset's shapes with 4 layers (a 1.9 GB F16 file) [--mixes Q4_K_M,Q6_K]
       quantize-tiny     the same on the tiny preset (seconds)
       quantize-kernels  each block quantizer single-threaded vs ggml_quantize_chunk, in-process [--types Q4_K,Q6_K]
       nf4-dequant       NF4 -> bf16/f32 GB/s for a 4096x14336 weight, 2 threads: our C# kernel vs torch-ops formulations
@@ -39,6 +40,7 @@ string? work = null;
 var runs = 2;
 var keep = false;
 GgmlType[]? kernelTypes = null;
+string[]? mixNames = null;
 for (var i = 1; i < args.Length; i++)
 {
     switch (args[i])
@@ -46,6 +48,7 @@ for (var i = 1; i < args.Length; i++)
         case "--work" when i + 1 < args.Length: work = args[++i]; break;
         case "--runs" when i + 1 < args.Length && int.TryParse(args[i + 1], out var n) && n >= 1: runs = n; i++; break;
         case "--keep": keep = true; break;
+        case "--mixes" when i + 1 < args.Length: mixNames = args[++i].Split(','); break;
         case "--types" when i + 1 < args.Length:
             kernelTypes = args[++i].Split(',').Select(t => Enum.Parse<GgmlType>(t, ignoreCase: true)).ToArray();
             break;
@@ -54,7 +57,7 @@ for (var i = 1; i < args.Length; i++)
             return 2;
     }
 }
-if (scenario is not ("export-7b" or "generate-tiny" or "quantize-7b" or "quantize-tiny" or "quantize-kernels"
+if (scenario is not ("export-7b" or "generate-tiny" or "quantize-7b" or "quantize-7b-4l" or "quantize-tiny" or "quantize-kernels"
     or "nf4-dequant" or "qlora-7b-step" or "train-100m" or "plan-memory" or "build-sample" or "all"))
 {
     Console.Error.WriteLine($"unknown scenario '{scenario}'\n{usage}");
@@ -70,7 +73,8 @@ log.WriteLine($"ertas: {env.ErtasDll}; work folder: {env.WorkDir}; load average 
 bool Runs(string name) => scenario == name || scenario == "all";
 // Under `all`, quantize-7b reads export-7b's F16 output, so the export keeps its files and quantize-7b deletes them.
 ExportBenchResult? export = Runs("export-7b") ? ExportBenchmark.Run(env, runs, keep || scenario == "all") : null;
-QuantizeBenchResult? quantize7b = Runs("quantize-7b") ? QuantizeFileBenchmark.Run(env, "7b", keep) : null;
+QuantizeBenchResult? quantize7b = Runs("quantize-7b") ? QuantizeFileBenchmark.Run(env, "7b", keep, mixNames) : null;
+QuantizeBenchResult? quantize7b4 = scenario == "quantize-7b-4l" ? QuantizeFileBenchmark.Run(env, QuantizeFileBenchmark.FourLayers, keep, mixNames) : null;
 QuantizeBenchResult? quantizeTiny = Runs("quantize-tiny") ? QuantizeFileBenchmark.Run(env, "tiny", keep) : null;
 KernelBenchResult? kernels = Runs("quantize-kernels") ? QuantizeKernelBenchmark.Run(log, kernelTypes) : null;
 GenerateBenchResult? generate = Runs("generate-tiny") ? GenerateBenchmark.Run(env) : null;
@@ -90,7 +94,7 @@ Training("qlora-7b-step", () => QloraStepBenchmark.Run(env), QloraStepBenchmark.
 Training("plan-memory", () => PlanMemoryBenchmark.Run(env), PlanMemoryBenchmark.AppendMarkdown);
 Training(BuildBenchmark.Scenario, () => BuildBenchmark.Run(env), BuildBenchmark.AppendMarkdown);
 
-var markdown = ResultsReport.Markdown(machine, export, generate, [.. new[] { quantize7b, quantizeTiny }.OfType<QuantizeBenchResult>()], kernels)
+var markdown = ResultsReport.Markdown(machine, export, generate, [.. new[] { quantize7b, quantize7b4, quantizeTiny }.OfType<QuantizeBenchResult>()], kernels)
     + string.Concat(trainingSections.Select(s => s.Markdown));
 if (scenario != "all")
 {

@@ -10,15 +10,12 @@ internal static class KQuantCommon
     /// </summary>
     public static void QuantizeScaleMinBlock(ReadOnlySpan<float> x, Span<byte> block, Span<byte> levels, int nmax, float rmin, float rdelta, int nstep)
     {
-        Span<byte> scratch = stackalloc byte[32];
-        Span<float> weights = stackalloc float[32];
+        Span<float> weights = stackalloc float[256];
         Span<float> mins = stackalloc float[8];
         Span<float> scales = stackalloc float[8];
         Span<byte> scaleLevels = stackalloc byte[8];
         Span<byte> minLevels = stackalloc byte[8];
 
-        float maxScale = 0;
-        float maxMin = 0;
         for (var j = 0; j < 8; j++)
         {
             var sub = x.Slice(32 * j, 32);
@@ -27,8 +24,14 @@ internal static class KQuantCommon
                 sumX2 += sub[l] * sub[l];
             var avX = MathF.Sqrt(sumX2 / 32);
             for (var l = 0; l < 32; l++)
-                weights[l] = avX + MathF.Abs(sub[l]);
-            scales[j] = QuantMath.MakeQkx2Quants(nmax, sub, weights, levels.Slice(32 * j, 32), out mins[j], scratch, rmin, rdelta, nstep, useMad: false);
+                weights[32 * j + l] = avX + MathF.Abs(sub[l]);
+        }
+        // The sub-blocks are independent fits: all eight at once, one per vector lane.
+        QuantMath.MakeQkx2Quants8(32, nmax, x, weights, levels, scales, mins, rmin, rdelta, nstep, useMad: false);
+        float maxScale = 0;
+        float maxMin = 0;
+        for (var j = 0; j < 8; j++)
+        {
             if (scales[j] > maxScale) maxScale = scales[j];
             if (mins[j] > maxMin) maxMin = mins[j];
         }

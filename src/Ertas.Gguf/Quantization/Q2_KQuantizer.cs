@@ -15,21 +15,21 @@ public sealed class Q2_KQuantizer() : BlockQuantizer(GgmlType.Q2_K)
     protected override void QuantizeBlock(ReadOnlySpan<float> x, Span<byte> block)
     {
         Span<byte> levels = stackalloc byte[256];
-        Span<byte> scratch = stackalloc byte[16];
-        Span<float> weights = stackalloc float[16];
+        Span<float> weights = stackalloc float[256];
         Span<float> mins = stackalloc float[16];
         Span<float> scales = stackalloc float[16];
         var packedScales = block[..16];
         var qs = block.Slice(16, 64);
 
+        for (var l = 0; l < 256; l++)
+            weights[l] = MathF.Abs(x[l]);
+        // Sixteen independent fits of 16 weights, eight at a time, one per vector lane.
+        QuantMath.MakeQkx2Quants8(16, 3, x[..128], weights[..128], levels[..128], scales[..8], mins[..8], -0.5f, 0.1f, 15, useMad: true);
+        QuantMath.MakeQkx2Quants8(16, 3, x[128..], weights[128..], levels[128..], scales[8..], mins[8..], -0.5f, 0.1f, 15, useMad: true);
         float maxScale = 0;
         float maxMin = 0;
         for (var j = 0; j < 16; j++)
         {
-            var sub = x.Slice(16 * j, 16);
-            for (var l = 0; l < 16; l++)
-                weights[l] = MathF.Abs(sub[l]);
-            scales[j] = QuantMath.MakeQkx2Quants(3, sub, weights, levels.Slice(16 * j, 16), out mins[j], scratch, -0.5f, 0.1f, 15, useMad: true);
             if (scales[j] > maxScale) maxScale = scales[j];
             if (mins[j] > maxMin) maxMin = mins[j];
         }

@@ -47,26 +47,42 @@ public class QuantizerBehaviourTests
     }
 
     [Fact]
-    public void Vector_make_qkx2_quants_equals_the_scalar_transcription_for_every_k_quant_setting()
+    public void Eight_group_make_qkx2_quants_equals_the_scalar_transcription_group_by_group()
     {
-        var random = new Random(9);
-        Span<byte> vectorLevels = stackalloc byte[32];
-        Span<byte> scalarLevels = stackalloc byte[32];
-        Span<byte> scratch = stackalloc byte[32];
+        var random = new Random(11);
         // (n, nmax, rmin, rdelta, nstep, useMad) of Q2_K, Q4_K and Q5_K.
         foreach (var (n, nmax, rmin, rdelta, nstep, useMad) in new[] { (16, 3, -0.5f, 0.1f, 15, true), (32, 15, -1f, 0.1f, 20, false), (32, 31, -0.5f, 0.1f, 15, false) })
         {
-            for (var trial = 0; trial < 3000; trial++)
+            var levels = new byte[8 * n];
+            var scalarLevels = new byte[n];
+            var scratch = new byte[n];
+            var scales = new float[8];
+            var negatedMins = new float[8];
+            for (var trial = 0; trial < 500; trial++)
             {
-                var x = QuantTestData.Create(QuantTestData.Patterns[trial % QuantTestData.Patterns.Length], n, seed: trial);
+                var x = QuantTestData.Create(QuantTestData.Patterns[trial % QuantTestData.Patterns.Length], 8 * n, seed: trial);
                 if (trial % 7 == 0)
-                    x[random.Next(n)] *= 50;
+                    x[random.Next(8 * n)] *= 50;
+                // Groups C returns early on (max == min after clamping min to at most 0: all zero, all equal and
+                // positive) and one holding a NaN, beside ordinary ones.
+                if (trial % 5 == 0)
+                    x.AsSpan(n * random.Next(8), n).Clear();
+                if (trial % 11 == 0)
+                    x.AsSpan(n * random.Next(8), n).Fill(0.25f);
+                if (trial % 13 == 0)
+                    x[random.Next(8 * n)] = float.NaN;
                 var weights = x.Select(v => MathF.Abs(v) + (trial % 2 == 0 ? 0.3f : 0f)).ToArray();
-                var vectorScale = QuantMath.MakeQkx2Quants(nmax, x, weights, vectorLevels, out var vectorMin, scratch, rmin, rdelta, nstep, useMad);
-                var scalarScale = QuantMath.MakeQkx2QuantsScalar(nmax, x, weights, scalarLevels, out var scalarMin, scratch, rmin, rdelta, nstep, useMad);
-                Assert.Equal(BitConverter.SingleToInt32Bits(scalarScale), BitConverter.SingleToInt32Bits(vectorScale));
-                Assert.Equal(BitConverter.SingleToInt32Bits(scalarMin), BitConverter.SingleToInt32Bits(vectorMin));
-                Assert.True(scalarLevels[..n].SequenceEqual(vectorLevels[..n]), $"levels differ for nmax {nmax}, trial {trial}");
+                QuantMath.MakeQkx2Quants8(n, nmax, x, weights, levels, scales, negatedMins, rmin, rdelta, nstep, useMad);
+                for (var g = 0; g < 8; g++)
+                {
+                    var scalarScale = QuantMath.MakeQkx2QuantsScalar(nmax, x.AsSpan(g * n, n), weights.AsSpan(g * n, n), scalarLevels,
+                        out var scalarMin, scratch, rmin, rdelta, nstep, useMad);
+                    Assert.True(BitConverter.SingleToInt32Bits(scalarScale) == BitConverter.SingleToInt32Bits(scales[g]),
+                        $"scale {scales[g]} for {scalarScale}: nmax {nmax}, trial {trial}, group {g}: {string.Join(",", x.AsSpan(g * n, n).ToArray())}");
+                    Assert.True(BitConverter.SingleToInt32Bits(scalarMin) == BitConverter.SingleToInt32Bits(negatedMins[g]),
+                        $"-min {negatedMins[g]} for {scalarMin}: nmax {nmax}, trial {trial}, group {g}");
+                    Assert.True(scalarLevels.AsSpan().SequenceEqual(levels.AsSpan(g * n, n)), $"levels differ for nmax {nmax}, trial {trial}, group {g}");
+                }
             }
         }
     }
