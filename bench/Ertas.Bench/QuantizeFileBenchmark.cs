@@ -56,9 +56,10 @@ public static class QuantizeFileBenchmark
             if (preset != "tiny" && !keepFiles)
             {
                 File.Delete(input);
+                // The 7b checkpoint is export-7b's (reused); the 4-layer one was deleted once exported.
                 var folder = Path.Combine(env.WorkDir, "7b");
-                if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
-                env.Log.WriteLine($"deleted {folder} and {input} (pass --keep to keep them)");
+                if (preset == "7b" && Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+                env.Log.WriteLine($"deleted {(preset == "7b" ? folder + " and " : "")}{input} (pass --keep to keep them)");
             }
         }
         return new QuantizeBenchResult(preset, Path.GetFileName(input), inputBytes, Threads, reused, loadBefore, GenerateBenchmark.LoadAverage(), mixes);
