@@ -14,7 +14,7 @@ public sealed record QloraStepBenchResult(
     double EmptyModelRssMb, double StartRssMb, double LoadSeconds, double AfterLoadRssMb, double AfterLoadPeakMb,
     double StepSeconds, double StepLoss, long StepTokens, double AfterStepRssMb, double PeakRssInProcessMb,
     ChildRun? Create = null, double PeakRssMb = 0, double MaxAnonMb = 0, double MaxFileMb = 0, double WallSeconds = 0,
-    string LoadBefore = "", string LoadAfter = "");
+    string LoadBefore = "", string LoadAfter = "", IReadOnlyList<StepPhase>? Phases = null);
 
 /// <summary>
 /// <c>qlora-7b-step</c>: one QLoRA optimizer step on the 7b preset (Mistral 7B's shapes, bf16 safetensors) on this CPU:
@@ -69,20 +69,26 @@ public static class QloraStepBenchmark
             SequenceLength = SequenceLength,
             QuantizeBase = true,
         };
+        using var phases = new PhaseMemory("load + quantize");
         var clock = Stopwatch.StartNew();
         using var trainer = Trainer.Load(baseFolder, options);
         var loadSeconds = clock.Elapsed.TotalSeconds;
+        phases.Enter("data");
         var (afterLoad, afterLoadPeak) = TrainingWorker.Memory();
         log.WriteLine($"loaded + quantized in {loadSeconds:F1} s: {TrainingWorker.DescribeMemory()}");
 
         var progress = new TextProgressSink(log);
         clock.Restart();
-        var result = trainer.Train(data.Train, data.Eval, progress);
+        var result = trainer.Train(data.Train, data.Eval, progress, new TrainingRunSettings { Phase = phases.Enter });
         var stepSeconds = clock.Elapsed.TotalSeconds;
+        phases.Enter("end");
         var (afterStep, peak) = TrainingWorker.Memory();
         log.WriteLine($"one step in {stepSeconds:F1} s, loss {result.StepLosses[0]:F3}: {TrainingWorker.DescribeMemory()}");
+        foreach (var phase in phases.Phases)
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"phase {phase.Name}: {phase.Seconds:F1} s, RSS {phase.StartRssMb:F0} -> max {phase.MaxRssMb:F0} -> {phase.EndRssMb:F0} MB, peak {phase.PeakAfterMb:F0} MB{(phase.SetPeak ? " (rose)" : "")}"));
         return new QloraStepBenchResult(baseFolder, SequenceLength, Rank, Threads, compute.ToString(), bf16Probe, f32Probe, emptyModelRss, start, loadSeconds, afterLoad,
-            afterLoadPeak, stepSeconds, result.StepLosses[0], result.ProcessedTokens, afterStep, peak);
+            afterLoadPeak, stepSeconds, result.StepLosses[0], result.ProcessedTokens, afterStep, peak, Phases: phases.Phases);
     }
 
     public static void AppendMarkdown(StringBuilder md, QloraStepBenchResult r)
@@ -111,6 +117,14 @@ public static class QloraStepBenchmark
         md.AppendLine(inv, $"| child wall time (create excluded) | {r.WallSeconds:F1} s |");
         if (r.Create is { } c)
             md.AppendLine(inv, $"| `base create --preset 7b` | {c.WallSeconds:F1} s, peak RSS {c.PeakRssMb:F0} MB |");
+        if (r.Phases is { Count: > 0 } phases)
+        {
+            md.AppendLine();
+            md.AppendLine("Where the peak comes from: the trainer names each part of the step as it starts; the kernel's high-water mark");
+            md.AppendLine("(VmHWM) read at each change shows which part raised the peak (bold), and a 5 ms sampler the highest RSS inside each.");
+            md.AppendLine();
+            PhaseMemory.AppendTable(md, phases);
+        }
     }
 
     /// <summary>Diagnostics: the streaming load alone, RSS after each layer's last projection is read.</summary>

@@ -156,22 +156,32 @@ public sealed class Trainer : IDisposable
             foreach (var rows in microBatches)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                using var scope = NewDisposeScope();
-                var (ids, labels, positions, segments) = Batch(train, rows);
-                var logits = Model.ForwardPacked(ids, positions, segments, Options.GradientCheckpointing ? RunCheckpointed : null);
-                var summed = F.cross_entropy(logits.view(-1, logits.shape[^1]), labels.view(-1),
-                    ignore_index: PackedSplit.IgnoreIndex, reduction: nn.Reduction.Sum);
-                if (stepTrained > 0)
-                    (summed / stepTrained).backward();
-                lossSum += summed.item<float>();
+                using (var scope = NewDisposeScope())
+                {
+                    var (ids, labels, positions, segments) = Batch(train, rows);
+                    run.Phase?.Invoke("forward");
+                    var logits = Model.ForwardPacked(ids, positions, segments, Options.GradientCheckpointing ? RunCheckpointed : null);
+                    run.Phase?.Invoke("loss");
+                    var summed = F.cross_entropy(logits.view(-1, logits.shape[^1]), labels.view(-1),
+                        ignore_index: PackedSplit.IgnoreIndex, reduction: nn.Reduction.Sum);
+                    run.Phase?.Invoke("backward");
+                    if (stepTrained > 0)
+                        (summed / stepTrained).backward();
+                    lossSum += summed.item<float>();
+                    run.Phase?.Invoke("release");
+                }
                 var tokens = rows.Sum(r => CountTokens(train, r));
                 state.ProcessedTokens += tokens;
                 processedThisSession += tokens;
             }
             var lr = schedule.At(step);
+            run.Phase?.Invoke("clip");
             var gradNorm = Options.MaxGradNorm > 0 ? GradientClipping.ClipGradNorm(Trainable, Options.MaxGradNorm) : double.NaN;
+            run.Phase?.Invoke("optimizer");
             optimizer.Step(lr);
+            run.Phase?.Invoke("zero-grad");
             optimizer.ZeroGrad();
+            run.Phase?.Invoke("between-steps");
             var loss = stepTrained > 0 ? lossSum / stepTrained : double.NaN;
             state.Losses.Add(loss);
             state.TrainedTokens += stepTrained;
