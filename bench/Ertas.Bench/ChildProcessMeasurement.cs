@@ -119,7 +119,7 @@ public static class ChildProcessMeasurement
                       $"max anon {run.MaxRssAnonMb:F0} MB, max file-backed {run.MaxRssFileMb:F0} MB, CPU user {user:F1} s sys {system:F1} s");
         if (run.ExitCode != 0)
         {
-            foreach (var line in lines.TakeLast(20))
+            foreach (var line in lines.TakeLast(80))
                 log.WriteLine("    " + line.Text);
             throw new InvalidOperationException($"{description} failed with exit code {run.ExitCode}");
         }

@@ -120,6 +120,7 @@ public sealed class Trainer : IDisposable
         var checkpointing = policy.Every > 0 && run.CheckpointsFolder is not null;
         var settings = ResultAffectingSettings();
         var dataHash = checkpointing || policy.Resume is not null ? TrainingCheckpoint.HashData(train, eval) : "";
+        run.Phase?.Invoke("setup");
         torch.manual_seed((long)(Options.Seed & long.MaxValue)); // dropout draws from the default generator
         using var optimizer = new AdamW(Trainable, weightDecay: Options.WeightDecay);
 

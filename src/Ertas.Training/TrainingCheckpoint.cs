@@ -48,8 +48,8 @@ public sealed record TrainingRunSettings
     public CheckpointPolicy Checkpoints { get; init; } = new();
 
     /// <summary>
-    /// Told the name of each part of an optimizer step as it starts (forward, loss, backward, release, clip,
-    /// optimizer, zero-grad, then between-steps): a profiler's hook, which bench qlora-7b-step uses to say where the
+    /// Told the name of each part of training as it starts (setup, where AdamW allocates its moments, then for
+    /// each step forward, loss, backward, release, clip, optimizer, zero-grad, between-steps): a profiler's hook, which bench qlora-7b-step uses to say where the
     /// memory peak comes from. Null in ordinary runs.
     /// </summary>
     public Action<string>? Phase { get; init; }
