@@ -16,7 +16,8 @@ namespace Ertas.Eval.Tests;
 /// </summary>
 internal static class LlamaCppJinja
 {
-    private static readonly Lazy<string> Script = new(Prepare);
+    /// <summary>tools/llama-node, installed.</summary>
+    private static readonly Lazy<string> Folder = new(Prepare);
 
     /// <summary>What llama.cpp rendered and how it tokenized it (special tokens parsed, no BOS added).</summary>
     public sealed record Rendering(string Prompt, int ChatFormat, int[] Tokens);
@@ -29,6 +30,28 @@ internal static class LlamaCppJinja
         var root = result.RootElement;
         return new Rendering(root.GetProperty("prompt").GetString()!, root.GetProperty("chat_format").GetInt32(),
             [.. root.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32())]);
+    }
+
+    /// <summary>What llama-server --jinja answers: the raw text, and what its chat parser made of it.</summary>
+    public sealed record Completion(string Text, string? Content, IReadOnlyList<(string Name, string Arguments)> ToolCalls);
+
+    /// <summary>
+    /// A chat request answered greedily as llama-server --jinja answers /v1/chat/completions with tools: the GGUF's Jinja
+    /// renders the prompt, llama.cpp generates (under the lazy tool-call grammar its chat format sets up), and its chat
+    /// parser splits the output into content and tool calls.
+    /// </summary>
+    public static Completion Complete(string gguf, IEnumerable<ChatMessage> messages, IEnumerable<ChatTool> tools, int maxTokens)
+    {
+        var request = Request(gguf, messages, tools);
+        request["max_tokens"] = maxTokens;
+        var (exit, stdout, stderr) = Run("complete-chat.mjs", request);
+        Assert.True(exit == 0, $"llama.cpp's chat completion failed ({exit}):\n{stderr}");
+        using var result = JsonDocument.Parse(stdout);
+        var root = result.RootElement;
+        var calls = root.GetProperty("tool_calls").EnumerateArray()
+            .Select(c => (c.GetProperty("function").GetProperty("name").GetString()!, c.GetProperty("function").GetProperty("arguments").GetString()!))
+            .ToList();
+        return new Completion(root.GetProperty("text").GetString()!, root.GetProperty("content").GetString(), calls);
     }
 
     /// <summary>The error llama.cpp's template engine raised, for conversations the template refuses.</summary>
@@ -66,15 +89,18 @@ internal static class LlamaCppJinja
         ["add_generation_prompt"] = true,
     };
 
-    private static (int Exit, string Stdout, string Stderr) Run(string gguf, IEnumerable<ChatMessage> messages, IEnumerable<ChatTool> tools)
+    private static (int Exit, string Stdout, string Stderr) Run(string gguf, IEnumerable<ChatMessage> messages, IEnumerable<ChatTool> tools) =>
+        Run("render-chat.mjs", Request(gguf, messages, tools));
+
+    private static (int Exit, string Stdout, string Stderr) Run(string scriptName, JsonObject body)
     {
-        var script = Script.Value;
+        var script = Path.Combine(Folder.Value, scriptName);
         var request = Path.Combine(Path.GetTempPath(), $"ertas-llama-node-{Guid.NewGuid():N}.json");
         var result = request + ".out";
         try
         {
-            File.WriteAllText(request, Request(gguf, messages, tools).ToJsonString());
-            var (exit, output) = Exec(FindOnPath("node")!, Path.GetDirectoryName(script)!, 120, [script, request, result]);
+            File.WriteAllText(request, body.ToJsonString());
+            var (exit, output) = Exec(FindOnPath("node")!, Folder.Value, 120, [script, request, result]);
             return (exit, File.Exists(result) ? File.ReadAllText(result) : "", output);
         }
         finally
@@ -102,7 +128,7 @@ internal static class LlamaCppJinja
             var (exit, output) = Exec(npm!, folder, 300, ["ci", "--omit=optional", "--ignore-scripts", "--no-audit", "--no-fund"]);
             Assert.True(exit == 0, $"npm ci in tools/llama-node failed ({exit}): llama.cpp's Jinja could not be installed\n{output}");
         }
-        return Path.Combine(folder, "render-chat.mjs");
+        return folder;
     }
 
     private static void SkipOrFail(string reason)
