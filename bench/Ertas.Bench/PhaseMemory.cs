@@ -10,16 +10,15 @@ public sealed record StepPhase(string Name, double Seconds, double StartRssMb, d
 /// <summary>
 /// Where a step's memory peak comes from: the trainer names each part of the step as it starts
 /// (<see cref="Ertas.Training.TrainingRunSettings.Phase"/>); at every change the kernel's high-water mark (VmHWM) is
-/// read, so a phase during which it rose is the one that set the peak, exactly, and a sampler thread (every 5 ms)
-/// records the highest RSS seen inside each phase, for the phases below the peak.
+/// read, so a phase during which it rose is the one that set the peak, exactly. No sampler thread: a thread that
+/// allocates while TorchSharp is inside a native call lets the GC finalize the temporary Scalar that call is reading
+/// (TorchSharp 0.107's <c>Tensor.add(Tensor)</c> makes one), which aborted a 7B step once.
 /// </summary>
 public sealed class PhaseMemory : IDisposable
 {
     private readonly object _gate = new();
     private readonly List<StepPhase> _phases = [];
     private readonly Stopwatch _clock = Stopwatch.StartNew();
-    private readonly Thread _sampler;
-    private volatile bool _stopped;
     private string _name;
     private double _start, _startRss, _maxRss, _peakBefore;
 
@@ -28,8 +27,6 @@ public sealed class PhaseMemory : IDisposable
         _name = first;
         (_startRss, _peakBefore) = TrainingWorker.Memory();
         _maxRss = _startRss;
-        _sampler = new Thread(Sample) { IsBackground = true, Name = "phase-memory" };
-        _sampler.Start();
     }
 
     public IReadOnlyList<StepPhase> Phases
@@ -48,27 +45,15 @@ public sealed class PhaseMemory : IDisposable
         }
     }
 
-    private void Sample()
-    {
-        while (!_stopped)
-        {
-            var (rss, _) = TrainingWorker.Memory();
-            lock (_gate) _maxRss = Math.Max(_maxRss, rss);
-            Thread.Sleep(5);
-        }
-    }
-
     public void Dispose()
     {
-        _stopped = true;
-        _sampler.Join();
     }
 
     /// <summary>The phases as a Markdown table, repeated phases of a step kept in order.</summary>
     public static void AppendTable(StringBuilder md, IReadOnlyList<StepPhase> phases)
     {
         var inv = CultureInfo.InvariantCulture;
-        md.AppendLine("| phase | s | RSS at start MB | highest RSS sampled MB | RSS at end MB | peak so far MB |");
+        md.AppendLine("| phase | s | RSS at start MB | higher of start and end MB | RSS at end MB | peak so far MB |");
         md.AppendLine("|---|---:|---:|---:|---:|---:|");
         foreach (var p in phases)
             md.AppendLine(inv, $"| {(p.SetPeak ? $"**{p.Name}**" : p.Name)} | {p.Seconds:F1} | {p.StartRssMb:F0} | {p.MaxRssMb:F0} | {p.EndRssMb:F0} | {(p.SetPeak ? $"**{p.PeakAfterMb:F0}** (rose here)" : p.PeakAfterMb.ToString("F0", inv))} |");

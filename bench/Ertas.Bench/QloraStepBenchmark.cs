@@ -121,7 +121,7 @@ public static class QloraStepBenchmark
         {
             md.AppendLine();
             md.AppendLine("Where the peak comes from: the trainer names each part of the step as it starts; the kernel's high-water mark");
-            md.AppendLine("(VmHWM) read at each change shows which part raised the peak (bold), and a 5 ms sampler the highest RSS inside each.");
+            md.AppendLine("(VmHWM) read at each change shows which part raised the peak (bold).");
             md.AppendLine();
             PhaseMemory.AppendTable(md, phases);
         }
