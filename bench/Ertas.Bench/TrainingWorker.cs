@@ -15,7 +15,8 @@ namespace Ertas.Bench;
 /// Diagnostic kinds, run by hand (<c>dotnet Ertas.Bench.dll training-worker KIND ...</c>): <c>matmul</c> (GFLOP/s of
 /// matmul/mm/linear in f32 and bf16), <c>load-trace BASE</c> (RSS per layer of the streaming QLoRA load),
 /// <c>rss-per-step BASE WORK</c> (RSS after each training step, checkpointing off and on), <c>linear-probe</c> (RSS
-/// across forwards of one 7B-sized LoRA/NF4 projection).
+/// across forwards of one 7B-sized LoRA/NF4 projection), and <see cref="ActivationProbe"/>'s <c>activation-probe</c>,
+/// <c>layer-backward</c>, <c>module-probe</c> and <c>fingerprint</c>.
 /// </summary>
 public static class TrainingWorker
 {
@@ -36,6 +37,10 @@ public static class TrainingWorker
             "matmul" => TrainSpeedBenchmark.MatmulVariants(Console.Error),
             "rss-per-step" => TrainSpeedBenchmark.RssPerStep(rest[0], rest[1], Console.Error),
             "plan-memory" => PlanMemoryBenchmark.Measure(rest, Console.Error),
+            "activation-probe" => ActivationProbe.Run(rest, Console.Error),
+            "layer-backward" => ActivationProbe.LayerBackward(rest, Console.Error),
+            "module-probe" => ActivationProbe.ModuleProbe(rest, Console.Error),
+            "fingerprint" => ActivationProbe.Fingerprint(rest, Console.Error),
             _ => throw new ArgumentException($"unknown worker kind '{args[0]}'"),
         };
         Console.Out.WriteLine(ResultPrefix + JsonSerializer.Serialize(result, result.GetType()));

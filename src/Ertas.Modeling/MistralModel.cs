@@ -59,10 +59,18 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        var h = x.dtype == ScalarType.Float32 ? x : x.to(ScalarType.Float32); // a same-type to() is still a call
-        var meanSquare = h.pow(2).mean([-1], keepdim: true);                  // (..., 1)
-        var normalised = h * (meanSquare + _eps).rsqrt();
-        return weight * (normalised.dtype == x.dtype ? normalised : normalised.to(x.dtype));
+        // Temporaries are disposed when used (autograd keeps h and the rsqrt itself), so a training layer does not hold
+        // them until its dispose scope ends.
+        using var upcast = x.dtype == ScalarType.Float32 ? null : x.to(ScalarType.Float32); // a same-type to() is still a call
+        var h = upcast ?? x;
+        using var squares = h.pow(2);
+        using var meanSquare = squares.mean([-1], keepdim: true);                          // (..., 1)
+        using var shifted = meanSquare + _eps;
+        using var scale = shifted.rsqrt();
+        using var normalised = h * scale;
+        if (normalised.dtype == x.dtype) return weight * normalised;
+        using var rounded = normalised.to(x.dtype);
+        return weight * rounded;
     }
 }
 
@@ -290,14 +298,24 @@ public sealed class MistralModel : nn.Module<Tensor, Tensor>
         var distance = index.unsqueeze(1) - index.unsqueeze(0);                                      // (T, T): q - k
         var visible = distance.ge(0);
         if (Config.SlidingWindow is { } window) visible = visible.logical_and(distance.lt(window));
-        var mask = sameSegment.logical_and(visible).unsqueeze(1);                                   // (B, 1, T, T) bool
+        var allowed = sameSegment.logical_and(visible).unsqueeze(1);                                // (B, 1, T, T) bool
+        // Additive, in the compute type, made once: SDPA turns a bool mask into exactly this (0 where allowed, -inf
+        // elsewhere) on every call, and autograd would keep each layer's copy until backward.
+        var mask = zeros(allowed.shape, model.embed_tokens.weight.dtype, Device).masked_fill_(allowed.logical_not(), double.NegativeInfinity);
         var plan = new AttentionInputs(cos, signedSin, mask, IsCausal: false, Cache: null);
 
         var x = model.embed_tokens.call(ids);                                                       // (B, T, H)
         for (var i = 0; i < Config.NumHiddenLayers; i++)
         {
             var layer = model.layers[i];
-            Tensor RunLayer(Tensor input) => layer.forward(input, plan, null);
+            Tensor RunLayer(Tensor input)
+            {
+                // Autograd holds what backward needs by itself; the handles of the layer's other intermediates (the
+                // projections before their LoRA sum, RoPE's products, norm temporaries, ...) go now rather than with
+                // the caller's scope after backward: half of a layer's bytes on the 100m preset.
+                using var scope = NewDisposeScope();
+                return layer.forward(input, plan, null).MoveToOuterDisposeScope();
+            }
             x = runLayer is null ? RunLayer(x) : runLayer(RunLayer, x, i);                          // (B, T, H)
         }
         x = model.norm.call(x);

@@ -131,23 +131,31 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     public Tensor BaseWeight(ScalarType dtype) =>
         _base.Quantized is { } quantized ? quantized.Dequantize(dtype) : _base.Plain!.to(dtype);
 
+    // Every intermediate handle is disposed as soon as it has been used: autograd keeps what backward needs (dropout's
+    // mask and output, A's output) on its own, and the base output and the update are dead once summed. Left to the
+    // caller's dispose scope they would stay until it ends, three outputs' worth per projection.
     public override Tensor forward(Tensor x)                                        // x (..., in)
     {
-        var y = _base.Quantized is { } quantized
+        using var y = _base.Quantized is { } quantized
             ? Nf4LinearFunction.Apply(x, quantized)
             : F.linear(x, _base.Plain!);                                            // (..., out)
         if (x.dtype == ScalarType.Float32)
-            return y + LoraUpdate(x);
+        {
+            using var update32 = LoraUpdate(x);
+            return y + update32;
+        }
         using var x32 = x.to(ScalarType.Float32);
         using var update = LoraUpdate(x32);
-        return y + update.to(x.dtype);                                              // rounded once, after the f32 path
+        using var rounded = update.to(x.dtype);                                     // rounded once, after the f32 path
+        return y + rounded;
     }
 
     private Tensor LoraUpdate(Tensor x)                                             // x (..., in), float32
     {
-        var input = _dropout > 0 ? F.dropout(x, _dropout, training) : x;
-        var update = lora_B.call(lora_A.call(input));                               // (..., r) -> (..., out)
-        return update * Scaling;
+        using var dropped = _dropout > 0 ? F.dropout(x, _dropout, training) : null;
+        using var down = lora_A.call(dropped ?? x);                                 // (..., r)
+        using var up = lora_B.call(down);                                           // (..., out)
+        return up * Scaling;
     }
 
     /// <summary>PEFT's default init: <c>kaiming_uniform_(A, a=sqrt(5))</c> = U(-b, b) with

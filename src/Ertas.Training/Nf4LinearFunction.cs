@@ -22,19 +22,34 @@ internal sealed class Nf4LinearFunction : autograd.SingleTensorFunction<Nf4Linea
         ctx.save_data("weight", weight);
         ctx.save_data("dtype", x.dtype);
         using var w = Dequantize(weight, x.dtype);
-        return F.linear(x, w.Weight);
+        return t_forwardOutput = F.linear(x, w.Weight);
     }
+
+    // apply() hands back a second handle on forward's output and leaves forward's own in the caller's dispose scope,
+    // where it would keep the output's storage alive after the caller has disposed the handle it was given.
+    [ThreadStatic] private static Tensor? t_forwardOutput;
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
     {
         var weight = (Nf4Tensor)ctx.get_data("weight");
         using var w = Dequantize(weight, (ScalarType)ctx.get_data("dtype"));
-        return [grad_output.matmul(w.Weight), null!]; // no gradient for the (non-tensor) weight argument
+        var gradInput = grad_output.matmul(w.Weight);
+        // TorchSharp wraps the incoming gradient in a handle of the current dispose scope, which on the CPU is the
+        // caller's of backward(): left there it would hold every projection's output gradient until the step ends.
+        // The engine keeps its own reference for as long as it needs one.
+        grad_output.Dispose();
+        return [gradInput, null!]; // no gradient for the (non-tensor) weight argument
     }
 
     // The weight lives only until the matmul returns, so a shared workspace buffer can hold it.
     private static Nf4Workspace.Lease Dequantize(Nf4Tensor weight, ScalarType dtype) =>
         weight.Workspace is { } workspace ? workspace.Dequantize(weight, dtype) : new Nf4Workspace.Lease(null, weight.Dequantize(dtype));
 
-    public static Tensor Apply(Tensor x, Nf4Tensor weight) => apply(x, weight);
+    public static Tensor Apply(Tensor x, Nf4Tensor weight)
+    {
+        var output = apply(x, weight);
+        t_forwardOutput?.Dispose();
+        t_forwardOutput = null;
+        return output;
+    }
 }

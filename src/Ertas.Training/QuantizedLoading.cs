@@ -68,7 +68,10 @@ public static class QuantizedLoading
         var injected = new List<LoraTarget>(targetNames.Count);
         foreach (var (name, parameter) in parameters)
         {
+            // The scope disposes the slice, its view and FloatSpan's storage alias, which would otherwise hold the staging
+            // buffer (the embedding's size in float32) until the garbage collector finalizes them.
             using (no_grad())
+            using (NewDisposeScope())
             {
                 var slice = staging.narrow(0, 0, parameter.numel());
                 source.ReadFloat32(name, FloatSpan(slice));

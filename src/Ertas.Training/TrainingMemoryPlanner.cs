@@ -24,6 +24,24 @@ public sealed record TrainingMemoryEstimate(
 }
 
 /// <summary>
+/// What one decoder layer leaves in memory during a training step, in bytes per position (batch x sequence), for one
+/// compute type and LoRA setting; <see cref="TrainingMemoryPlanner"/> multiplies it out. Counted tensor by tensor from
+/// the model code and checked against the resident memory each layer adds on the 100m preset (bench plan-memory and the
+/// training-worker diagnostics activation-probe, layer-backward and module-probe).
+/// </summary>
+/// <param name="Saved">What the layer leaves behind until backward: the tensors autograd saved plus its output.</param>
+/// <param name="Intermediates">What else the layer's forward holds until it returns (its dispose scope then ends).</param>
+/// <param name="InFlight">The forward's peak above <paramref name="Saved"/> + <paramref name="Intermediates"/>: the last
+/// projection's LoRA sum while its parts are still alive.</param>
+/// <param name="FirstLayerDiscount">How much less the first layer saves: its input (the frozen embedding) needs no
+/// gradient, so its input norm is not recorded and dropout's masks on q/k/v inputs are not kept.</param>
+public sealed record LayerActivationBytes(long Saved, long Intermediates, long InFlight, long FirstLayerDiscount)
+{
+    /// <summary>The layer's forward peak over what earlier layers left.</summary>
+    public long ForwardPeak => Saved + Intermediates + InFlight;
+}
+
+/// <summary>
 /// Parameter counts and the peak memory of a QLoRA run of <see cref="Trainer"/>, from the config and the settings
 /// alone (nothing is loaded). The parts follow what the trainer holds:
 /// <list type="bullet">
@@ -31,19 +49,23 @@ public sealed record TrainingMemoryEstimate(
 /// scale per 256 absmax values), or in the compute type without quantization;</item>
 /// <item>the embedding, lm_head, norms and projections that are not targets, in the compute type;</item>
 /// <item>LoRA A and B, their gradients and AdamW's two moments, all float32 whatever the compute type;</item>
-/// <item>what autograd saves per layer for backward (norm inputs and outputs, the LoRA inputs after dropout and its
-/// mask, q/k/v/attention output, the SwiGLU intermediates; the NF4 matmuls save nothing), for every layer, or with
-/// checkpointing each layer's input plus one layer recomputed; and the float32 logits, log-softmax and their gradients;</item>
+/// <item>the activations (<see cref="LayerActivations"/> for every layer, or with checkpointing each layer's input), the
+/// packed rows' attention mask, the logits, and the step's largest transient: the loss's backward, or with checkpointing
+/// one layer recomputed;</item>
 /// <item>workspace: on the CPU the reused dequantization buffers (one per weight shape, <see cref="Nf4Workspace"/>),
 /// on a GPU a dequantized weight in flight; plus the runtime itself.</item>
 /// </list>
-/// The coefficients that are not exact byte counts (the runtime, allocator slack) are calibrated against measured
-/// peak RSS on the CPU (bench plan-memory); the GPU figures are the same tensors in bf16 plus a CUDA context.
+/// Activations are exact byte counts of the tensors alive at the peak; the runtime is calibrated against measured
+/// peak RSS on the CPU (bench plan-memory). The GPU figures are the same tensors in bf16 plus a CUDA context.
 /// </summary>
 public static class TrainingMemoryPlanner
 {
-    /// <summary>The .NET runtime, libtorch and its thread pools, measured before any tensor exists (bench plan-memory).</summary>
-    public const long CpuRuntimeBytes = 320L << 20;
+    /// <summary>
+    /// The .NET runtime, libtorch (about 110 MB of it file-backed code) and what training adds beside the tensors (thread
+    /// pools, BLAS buffers, allocator slack): resident memory after loading the tiny and 100m presets was 176 and 202 MB
+    /// above their weights, and 25-40 MB more by the end of training (bench plan-memory).
+    /// </summary>
+    public const long CpuRuntimeBytes = 220L << 20;
 
     /// <summary>A CUDA context, cuBLAS workspaces and PyTorch's kernels resident on the device.</summary>
     public const long CudaRuntimeBytes = 600L << 20;
@@ -75,6 +97,7 @@ public static class TrainingMemoryPlanner
         var targetNames = targets.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
         var h = (long)config.HiddenSize;
         var vocab = (long)config.VocabSize;
+        var layers = (long)config.NumHiddenLayers;
 
         var quantizedBase = options.QuantizeBase ? targets.Sum(t => Nf4Bytes(Elements(t.Shape))) : targets.Sum(t => Elements(t.Shape) * s);
         var embeddings = vocab * h * s * (config.TieWordEmbeddings ? 1 : 2);
@@ -84,14 +107,27 @@ public static class TrainingMemoryPlanner
         var lora = LoraParameters(config, options.Rank, options.TargetModules) * 4;
 
         var positions = (long)options.BatchSize * options.SequenceLength;
-        var perLayer = LayerActivationBytes(config, options, s, targets) * positions / config.NumHiddenLayers;
-        var attentionScores = AttentionScoreBytes(config, options, s, device);
-        var withoutCheckpointing = config.NumHiddenLayers * (perLayer + attentionScores);
-        // Checkpointing keeps each layer's input and recomputes one layer at a time in backward.
-        var withCheckpointing = config.NumHiddenLayers * positions * h * s + perLayer + attentionScores;
-        // Logits come out float32 (B, T, vocab); cross-entropy saves its log-softmax, and backward holds the gradients
-        // of both while they are alive; bf16 compute adds lm_head's own bf16 output.
-        var logits = positions * vocab * (3 * 4 + (s == 2 ? 2 : 0));
+        var layer = LayerActivations(config, options);
+        // Without checkpointing every layer's saved tensors live until backward reaches it; the embedding output (the
+        // first layer's input) is held by the step's dispose scope.
+        var withoutCheckpointing = positions * (h * s + layers * layer.Saved - layer.FirstLayerDiscount);
+        // Checkpointing keeps each layer's input (the embedding output and every layer's output) and nothing else.
+        var withCheckpointing = positions * (layers + 1) * h * s;
+        var mask = AttentionMaskBytes(config, options, s);
+
+        // Held from the forward to the end of the step: the final norm's output (and, in bf16, its float32 input copy;
+        // its rsqrt) and lm_head's logits (float32; bf16 compute adds lm_head's own bf16 output before the cast).
+        var logits = positions * (h * s + 4 + (s == 2 ? 4 * h : 0) + vocab * (4 + (s == 2 ? 2 : 0)));
+        // The step's largest transient on top of the above ("backward working set"). The loss backward: cross-entropy's
+        // saved log-softmax and, while its backward runs, the gradients of the log-softmax and of the logits, (B, T,
+        // vocab) float32 each.
+        var lossBackward = positions * 3 * vocab * 4;
+        // Before the logits exist, the last layer's forward: its intermediates and the projection in flight.
+        var lastLayerForward = positions * (layer.Intermediates + layer.InFlight) - logits;
+        // With checkpointing, backward recomputes one layer at a time: its forward peak comes back while the gradient
+        // of its output, (B, T, H), waits to be used.
+        var recompute = options.GradientCheckpointing ? positions * (layer.ForwardPeak + h * s) : 0;
+        var transient = Math.Max(lossBackward, Math.Max(lastLayerForward, recompute));
 
         long workspace;
         if (device == PlanDevice.Cpu && options.QuantizeBase)
@@ -100,8 +136,6 @@ public static class TrainingMemoryPlanner
             workspace = 2 * targets.Select(t => Elements(t.Shape)).DefaultIfEmpty(0).Max() * s;
         else
             workspace = 0;
-        // One layer's transient forward/backward tensors beyond what is saved: its largest intermediate and gradients.
-        workspace += positions * (3 * config.IntermediateSize + 2 * h) * s;
 
         var activations = options.GradientCheckpointing ? withCheckpointing : withoutCheckpointing;
         var parts = new List<MemoryPart>
@@ -113,7 +147,10 @@ public static class TrainingMemoryPlanner
             new("lora gradients (f32)", lora),
             new("adamw state (f32, 2 moments)", 2 * lora),
             new(options.GradientCheckpointing ? "activations (checkpointed)" : "activations", activations),
-            new("logits and loss", logits),
+            new("attention mask, rope rows", mask),
+            new("logits", logits),
+            // One name whichever term is larger: plan tables show the CPU and GPU estimates' parts side by side by position.
+            new("backward working set", transient),
             new("workspace", workspace),
             new(device == PlanDevice.Cpu ? "runtime (.NET, libtorch)" : "runtime (CUDA context)", device == PlanDevice.Cpu ? CpuRuntimeBytes : CudaRuntimeBytes),
         };
@@ -121,29 +158,80 @@ public static class TrainingMemoryPlanner
     }
 
     /// <summary>
-    /// What autograd saves per position over all layers (without checkpointing), attention scores aside: per RMSNorm its
-    /// float32 input and its output; per adapted projection the float32 LoRA input after dropout, dropout's byte mask and
-    /// A's output; q, the repeated k and v and the attention output; SwiGLU's gate, silu(gate) and up outputs.
+    /// One decoder layer's activation bytes per position (see <see cref="LayerActivationBytes"/>), tensor by tensor as
+    /// Ertas.Modeling's DecoderLayer and <see cref="LoraLinear"/> create them. H hidden, A attention width (heads x
+    /// head_dim), K key/value width, I intermediate, r rank, s bytes of the compute type; norms and the LoRA path work in
+    /// float32 (4 bytes) whatever s is. The NF4 and frozen projections save nothing (<see cref="Nf4LinearFunction"/>).
     /// </summary>
-    private static long LayerActivationBytes(MistralConfig config, TrainingOptions options, long s, List<(string Name, long[] Shape)> targets)
+    public static LayerActivationBytes LayerActivations(MistralConfig config, TrainingOptions options)
     {
-        var h = (long)config.HiddenSize;
-        var attentionWidth = (long)config.NumAttentionHeads * config.HeadDim;
-        var norms = 2 * (4 * h + s * h);
-        var attention = 4 * attentionWidth * s;
-        var mlp = 3L * config.IntermediateSize * s;
-        var loraInputs = targets.Sum(t => t.Shape[1] * (4 + (options.Dropout > 0 ? 1 : 0)) + 4L * options.Rank);
-        return config.NumHiddenLayers * (norms + attention + mlp) + loraInputs;
+        var s = options.Compute == ComputePrecision.BF16 ? 2L : 4L;
+        var bf16 = s == 2;
+        var (h, i, r) = ((long)config.HiddenSize, (long)config.IntermediateSize, (long)options.Rank);
+        var a = (long)config.NumAttentionHeads * config.HeadDim;
+        var k = (long)config.NumKeyValueHeads * config.HeadDim;
+        var grouped = config.NumAttentionHeads != config.NumKeyValueHeads;
+        var dropout = options.Dropout > 0;
+        bool Targeted(string name) => options.TargetModules.Contains(name, StringComparer.Ordinal);
+        var qkv = new[] { "q_proj", "k_proj", "v_proj" }.Count(Targeted);
+        var gateUp = new[] { "gate_proj", "up_proj" }.Count(Targeted);
+        var (o, down) = (Targeted("o_proj"), Targeted("down_proj"));
+        var targets = qkv + gateUp + (o ? 1 : 0) + (down ? 1 : 0);
+
+        // A LoRA target's input as A's linear saves it. With dropout: dropout's float32 mask (saved by its multiply) and
+        // its float32 output (saved by A), 8 bytes per input feature. Without: in float32 the projection's input itself,
+        // which the q/k/v targets share (the input norm's output), gate/up share (the post-attention norm's output), o_proj
+        // shares with SDPA (its output, already counted) and down_proj has alone (silu(gate) * up); in bf16 each target
+        // saves its own float32 copy.
+        long LoraInputs(int count, long features, bool shared, bool savedElsewhere) =>
+            count == 0 ? 0 : dropout ? 8 * features * count : bf16 ? 4 * features * count : savedElsewhere ? 0 : shared ? 4 * features : 4 * features * count;
+        long[] saved =
+        [
+            h * s,                                          // the layer's output: the next layer's input (held by the step's scope)
+            4 + (bf16 ? 4 * h : 0),                         // input norm: rsqrt (float32) and, in bf16, its float32 copy of x (f32: x is the output above)
+            4 + 4 * h,                                      // post-attention norm: rsqrt and h = x + attention in float32 (the residual in f32, its float32 copy in bf16)
+            a * s,                                          // q after RoPE (SDPA's query)
+            2 * (grouped ? a : k) * s,                      // k after RoPE and v, repeated to every query head when grouped (SDPA's key and value)
+            a * s,                                          // SDPA's output (o_proj's input)
+            4L * config.NumAttentionHeads,                  // SDPA's logsumexp, float32 per query row and head (the flash/memory-efficient kernels; no (T, T) scores)
+            3 * i * s,                                      // gate_proj's output (SiLU's input), silu(gate) and up_proj's output (the product's inputs)
+            LoraInputs(qkv, h, shared: true, savedElsewhere: false),
+            LoraInputs(o ? 1 : 0, a, shared: false, savedElsewhere: true),
+            LoraInputs(gateUp, h, shared: true, savedElsewhere: false),
+            LoraInputs(down ? 1 : 0, i, shared: false, savedElsewhere: false),
+            4 * r * targets,                                // each target's x A^T (B's linear saves its input)
+        ];
+        // Without dropout in float32 the norm outputs and the product are saved by A already (above), not extra.
+        var f32Shared = !dropout && !bf16;
+        long[] intermediates =
+        [
+            qkv > 0 && f32Shared ? 0 : h * s,               // the input norm's output (q/k/v's input)
+            a * s + k * s,                                  // q_proj's and k_proj's outputs before RoPE
+            grouped ? 2 * k * s : 0,                        // v_proj's output and the rotated k before repeat_interleave (SDPA saves the repeats)
+            3 * a * s + 3 * k * s,                          // RoPE's x * cos, roll(x) and roll(x) * signed sin, for q and k
+            h * s,                                          // o_proj's output
+            bf16 ? h * s : 0,                               // h = x + attention in bf16 (the norm saved its float32 copy)
+            gateUp > 0 && f32Shared ? 0 : h * s,            // the post-attention norm's output (gate/up's input)
+            down && f32Shared ? 0 : i * s,                  // silu(gate) * up (down_proj's input)
+            h * s,                                          // down_proj's output
+        ];
+        // down_proj's LoRA sum in flight: the NF4 output, B's float32 output and its scaled copy (and, in bf16, the
+        // float32 copy of the input), against the down output and the layer output that replace them.
+        var inFlight = down ? h * s + 8 * h - 2 * h * s + (bf16 ? 4 * i : 0) : 0;
+        var firstLayerDiscount = 4 + (bf16 ? 4 * h : 0) + (dropout ? 4 * h * qkv : 0);
+        return new LayerActivationBytes(saved.Sum(), intermediates.Sum(), Math.Max(0, inFlight), firstLayerDiscount);
     }
 
     /// <summary>
-    /// The masked attention of packed rows: on the CPU libtorch's SDPA takes the math path for an explicit mask and saves
-    /// the (B, heads, T, T) softmax output; CUDA's memory-efficient kernel keeps one float per query row instead.
+    /// The packed rows' attention mask, built once per forward and shared by every layer (SDPA saves it for backward):
+    /// the additive (B, 1, T, T) mask in the compute type, the bool (B, T, T) same-segment test, the allowed mask and its
+    /// negation, and the (T, T) int64 query-key distance with its bool comparisons. Plus RoPE's cos and sin rows
+    /// (B, 1, T, head_dim) in the compute type.
     /// </summary>
-    private static long AttentionScoreBytes(MistralConfig config, TrainingOptions options, long s, PlanDevice device)
+    private static long AttentionMaskBytes(MistralConfig config, TrainingOptions options, long s)
     {
-        var rows = (long)options.BatchSize * config.NumAttentionHeads * options.SequenceLength;
-        return device == PlanDevice.Cpu ? rows * options.SequenceLength * s : rows * 4;
+        var (b, t) = ((long)options.BatchSize, (long)options.SequenceLength);
+        return b * t * t * (s + 3) + t * t * (8 + 1 + (config.SlidingWindow is null ? 0 : 2)) + 2 * b * t * config.HeadDim * s;
     }
 
     private static long Elements(long[] shape) => shape.Aggregate(1L, (a, b) => a * b);

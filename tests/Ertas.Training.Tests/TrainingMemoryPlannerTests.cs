@@ -1,0 +1,129 @@
+using Ertas.Mistral;
+using Ertas.Mistral.Presets;
+
+namespace Ertas.Training.Tests;
+
+/// <summary>
+/// <see cref="TrainingMemoryPlanner"/>'s activation terms: each is a tensor the training forward holds, so each responds
+/// to exactly the settings that shape that tensor. The 100m figures were measured as the resident memory each decoder
+/// layer adds (training-worker activation-probe, 2 x 512 positions, glibc's mmap threshold at 64 KB so that freed tensors
+/// leave RSS): 96.4 KB per position in f32, 79.6-79.9 KB in bf16, 57.4 KB in f32 without dropout.
+/// </summary>
+public sealed class TrainingMemoryPlannerTests
+{
+    private static readonly MistralConfig Config100M = BaseModelFactory.Preset100M;
+    private static readonly TrainingOptions F32 = new() { Rank = 16, Alpha = 16, BatchSize = 4, SequenceLength = 512 };
+
+    private static long Part(TrainingMemoryEstimate estimate, string name) =>
+        estimate.Parts.Single(p => p.Name.StartsWith(name, StringComparison.Ordinal)).Bytes;
+
+    [Fact]
+    public void A_100m_layer_saves_what_was_measured_per_position()
+    {
+        // f32: 48 H + 24 A + 20 I + 28 r + 8 + 4 heads bytes (H = A = 768, I = 2048, r = 16, 12 heads).
+        Assert.Equal(96_760, TrainingMemoryPlanner.LayerActivations(Config100M, F32).Saved);
+        // bf16: 50 H + 16 A + 14 I + 28 r + 8 + 4 heads (the norms' inputs and the LoRA path stay float32).
+        Assert.Equal(79_864, TrainingMemoryPlanner.LayerActivations(Config100M, F32 with { Compute = ComputePrecision.BF16 }).Saved);
+        // No dropout in f32: the LoRA inputs are the norms' outputs and the SwiGLU product, saved once each.
+        Assert.Equal(57_848, TrainingMemoryPlanner.LayerActivations(Config100M, F32 with { Dropout = 0 }).Saved);
+    }
+
+    [Fact]
+    public void Saved_bytes_grow_by_four_per_rank_step_and_target_for_x_a() // x A^T, (B, T, r) float32, saved by B
+    {
+        var r16 = TrainingMemoryPlanner.LayerActivations(Config100M, F32).Saved;
+        var r32 = TrainingMemoryPlanner.LayerActivations(Config100M, F32 with { Rank = 32, Alpha = 32 }).Saved;
+        Assert.Equal(7 * 16 * 4, r32 - r16);
+    }
+
+    [Fact]
+    public void Dropout_keeps_its_float32_mask_and_output_per_target_input()
+    {
+        var qOnly = F32 with { TargetModules = ["q_proj"] };
+        var withDropout = TrainingMemoryPlanner.LayerActivations(Config100M, qOnly);
+        var without = TrainingMemoryPlanner.LayerActivations(Config100M, qOnly with { Dropout = 0 });
+        // With dropout A saves dropout's output and the multiply its float32 mask (8 bytes per input feature); without,
+        // A saves its input, the input norm's output, which with dropout is an intermediate the layer holds anyway.
+        Assert.Equal(8L * 768 - 4 * 768, withDropout.Saved - without.Saved);
+        Assert.Equal(4L * 768, withDropout.Intermediates - without.Intermediates);
+        Assert.Equal(8L * 768, withDropout.Saved + withDropout.Intermediates - (without.Saved + without.Intermediates));
+    }
+
+    [Fact]
+    public void Grouped_attention_saves_the_repeated_keys_and_values()
+    {
+        var grouped = TrainingMemoryPlanner.LayerActivations(Config100M, F32);            // 12 query heads over 4 KV heads
+        var full = TrainingMemoryPlanner.LayerActivations(Config100M with { NumKeyValueHeads = 12 }, F32);
+        // SDPA saves keys and values as wide as the queries either way (repeated when grouped).
+        Assert.Equal(grouped.Saved, full.Saved);
+        // Grouped: k and v (256 wide) live as projection outputs, three RoPE products and the rotated k before
+        // repeat_interleave (6 x 256); ungrouped: k_proj's output and RoPE's three products (4 x 768), v being SDPA's.
+        Assert.Equal((6L * 256 - 4 * 768) * 4, grouped.Intermediates - full.Intermediates);
+    }
+
+    [Fact]
+    public void Activations_have_no_sequence_squared_term_but_the_shared_mask()
+    {
+        var at512 = TrainingMemoryPlanner.Estimate(Config100M, F32 with { BatchSize = 2 }, PlanDevice.Cpu);
+        var at1024 = TrainingMemoryPlanner.Estimate(Config100M, F32 with { BatchSize = 1, SequenceLength = 1024 }, PlanDevice.Cpu);
+        Assert.Equal(Part(at512, "activations"), Part(at1024, "activations"));
+        // The additive float32 (B, 1, T, T) mask plus its bool sources (3 bytes) and the (T, T) distance tests (9 bytes),
+        // and cos/sin rows (B, 1, T, head_dim).
+        Assert.Equal(1L * 1024 * 1024 * 7 + 1024L * 1024 * 9 + 2L * 1024 * 64 * 4, Part(at1024, "attention mask"));
+    }
+
+    [Fact]
+    public void Without_checkpointing_every_layer_and_the_embedding_output_stay_and_the_first_layer_saves_less()
+    {
+        var estimate = TrainingMemoryPlanner.Estimate(Config100M, F32, PlanDevice.Cpu);
+        var layer = TrainingMemoryPlanner.LayerActivations(Config100M, F32);
+        const long positions = 4 * 512;
+        // The first layer's input needs no gradient: no input-norm rsqrt, no dropout masks on the three q/k/v inputs.
+        Assert.Equal(4 + 3 * 4 * 768, layer.FirstLayerDiscount);
+        Assert.Equal(positions * (768 * 4 + 12 * layer.Saved - layer.FirstLayerDiscount), Part(estimate, "activations"));
+        Assert.Equal(estimate.ActivationBytesWithoutCheckpointing, Part(estimate, "activations"));
+    }
+
+    [Fact]
+    public void Checkpointing_keeps_each_layers_input_and_recomputes_one_layer()
+    {
+        var options = F32 with { GradientCheckpointing = true };
+        var estimate = TrainingMemoryPlanner.Estimate(Config100M, options, PlanDevice.Cpu);
+        Assert.Equal(4L * 512 * 13 * 768 * 4, Part(estimate, "activations (checkpointed)"));
+        // 100m's vocabulary makes the loss backward (three float32 (B, T, 32000) tensors) the larger transient...
+        Assert.Equal(4L * 512 * 3 * 32000 * 4, Part(estimate, "backward working set"));
+        // ...7B's layers make the recomputed layer larger.
+        var mistral = TrainingMemoryPlanner.Estimate(MistralConfig.Mistral7B, options with { BatchSize = 1 }, PlanDevice.Cpu);
+        var layer = TrainingMemoryPlanner.LayerActivations(MistralConfig.Mistral7B, options);
+        Assert.Equal(512 * (layer.ForwardPeak + 4096 * 4), Part(mistral, "backward working set"));
+    }
+
+    [Fact]
+    public void Logits_are_float32_and_bf16_adds_lm_heads_own_output()
+    {
+        var f32 = TrainingMemoryPlanner.Estimate(Config100M, F32, PlanDevice.Cpu);
+        var bf16 = TrainingMemoryPlanner.Estimate(Config100M, F32 with { Compute = ComputePrecision.BF16 }, PlanDevice.Cpu);
+        const long positions = 4 * 512;
+        // The final norm's output and rsqrt (bf16: plus its float32 input copy), then (B, T, vocab) logits.
+        Assert.Equal(positions * (768 * 4 + 4 + 32000 * 4), Part(f32, "logits"));
+        Assert.Equal(positions * (768 * 2 + 4 + 768 * 4 + 32000 * 6), Part(bf16, "logits"));
+        Assert.Equal(Part(f32, "backward working set"), Part(bf16, "backward working set")); // float32 either way
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void The_cpu_and_gpu_estimates_name_the_same_parts_in_the_same_order(bool checkpointing)
+    {
+        // ertas plan prints them side by side by position, the CPU in f32 and the GPU in bf16.
+        var options = F32 with { GradientCheckpointing = checkpointing };
+        foreach (var config in new[] { Config100M, MistralConfig.Mistral7B, BaseModelFactory.Tiny })
+        {
+            var cpu = TrainingMemoryPlanner.Estimate(config, options, PlanDevice.Cpu);
+            var gpu = TrainingMemoryPlanner.Estimate(config, options with { Compute = ComputePrecision.BF16 }, PlanDevice.Cuda);
+            // The last, the runtime, says which one it is.
+            Assert.Equal(cpu.Parts.SkipLast(1).Select(p => p.Name), gpu.Parts.SkipLast(1).Select(p => p.Name));
+            Assert.All([cpu.Parts[^1].Name, gpu.Parts[^1].Name], name => Assert.StartsWith("runtime", name, StringComparison.Ordinal));
+        }
+    }
+}
