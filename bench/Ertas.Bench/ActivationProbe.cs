@@ -48,12 +48,13 @@ public static class ActivationProbe
             long beforeLayers = 0, afterForward, afterLoss, peak, afterBackward;
             using (NewDisposeScope())
             {
+                using var returned = new ReturnedGradients();
                 var (ids, positions, segments) = Rows(b, t, model.Config.VocabSize);
                 var logits = model.ForwardPacked(ids, positions, segments, (layer, x, i) =>
                 {
                     if (i >= layers) return x; // later layers would only repeat the first ones: skipped, for time
                     if (i == 0) beforeLayers = Rss();
-                    var y = checkpointing ? ActivationCheckpoint.Run(layer, x, LayerParameters(model, i)) : layer(x);
+                    var y = checkpointing ? ActivationCheckpoint.Run(layer, x, LayerParameters(model, i), returned) : layer(x);
                     afterLayer.Add(Rss());
                     return y;
                 });
@@ -180,12 +181,13 @@ public static class ActivationProbe
         for (var step = 0; step < 2; step++)
         {
             using var scope = NewDisposeScope();
+            using var returned = new ReturnedGradients();
             var ids = randint(1, model.Config.VocabSize, [2, 64], dtype: ScalarType.Int64);
             // Two packed examples per row: 40 and 24 tokens, positions restarting at the second.
             var positions = cat([arange(40, dtype: ScalarType.Int64), arange(24, dtype: ScalarType.Int64)]).unsqueeze(0).expand(2, 64).contiguous();
             var segments = cat([zeros(40, ScalarType.Int64), ones(24, ScalarType.Int64)]).unsqueeze(0).expand(2, 64).contiguous();
             Func<Func<Tensor, Tensor>, Tensor, int, Tensor>? runLayer = checkpointing
-                ? (layer, x, i) => ActivationCheckpoint.Run(layer, x, LayerParameters(model, i))
+                ? (layer, x, i) => ActivationCheckpoint.Run(layer, x, LayerParameters(model, i), returned)
                 : null;
             var logits = model.ForwardPacked(ids, positions, segments, runLayer);
             var loss = F.cross_entropy(logits.view(-1, logits.shape[^1]), ids.view(-1));

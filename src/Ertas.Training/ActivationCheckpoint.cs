@@ -23,22 +23,25 @@ namespace Ertas.Training;
 public static class ActivationCheckpoint
 {
     /// <summary><c>fn(input)</c>, recomputed in backward. <paramref name="parameters"/>: every tensor <c>fn</c> reads
-    /// that needs a gradient (the LoRA factors of a layer). Under no_grad it simply calls <c>fn</c>.</summary>
-    public static Tensor Run(Func<Tensor, Tensor> fn, Tensor input, IReadOnlyList<Tensor> parameters)
+    /// that needs a gradient (the LoRA factors of a layer). Under no_grad it simply calls <c>fn</c>.
+    /// <paramref name="returned"/>: where the gradients handed back to autograd are released; one per backward pass
+    /// (see <see cref="ReturnedGradients"/>). Without one they stay in the dispose scope around backward().</summary>
+    public static Tensor Run(Func<Tensor, Tensor> fn, Tensor input, IReadOnlyList<Tensor> parameters, ReturnedGradients? returned = null)
     {
         if (!is_grad_enabled()) return fn(input);
         var vars = new object[2 + parameters.Count];
         vars[0] = input;
-        vars[1] = new Recipe(fn, parameters.Count);
+        vars[1] = new Recipe(fn, parameters.Count, returned);
         for (var i = 0; i < parameters.Count; i++) vars[2 + i] = parameters[i];
         return CheckpointFunction.apply(vars);
     }
 
     /// <summary>What backward needs besides the saved tensors.</summary>
-    private sealed class Recipe(Func<Tensor, Tensor> fn, int parameterCount)
+    private sealed class Recipe(Func<Tensor, Tensor> fn, int parameterCount, ReturnedGradients? returned)
     {
         public Func<Tensor, Tensor> Fn { get; } = fn;
         public int ParameterCount { get; } = parameterCount;
+        public ReturnedGradients? Returned { get; } = returned;
         public Tensor? RngState { get; set; }
     }
 
@@ -61,21 +64,10 @@ public static class ActivationCheckpoint
             return recipe.Fn(input).MoveToOuterDisposeScope();
         }
 
-        // The gradients the last backward returned. The engine holds its own references to what it is given, but
-        // TorchSharp's handles would stay in the caller's dispose scope to the end of the step: every layer's input
-        // gradient, (B, T, H) each (for 7B at 2048 tokens in bf16, 32 x 16 MB). The engine has taken them by the time
-        // it runs the next checkpoint's backward (the layer below), which disposes them. Per thread, as autograd runs
-        // one graph task per thread.
-        [ThreadStatic] private static List<Tensor>? t_returned;
-
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
         {
-            if (t_returned is { } returned)
-            {
-                foreach (var g in returned) g.Dispose();
-                returned.Clear();
-            }
             var recipe = (Recipe)ctx.get_data("recipe");
+            recipe.Returned?.ReleaseEarlier();
             var saved = ctx.get_saved_variables();
             var input = saved[0].detach().requires_grad_(saved[0].requires_grad);
             var parameters = saved.Skip(1).ToList();
@@ -107,7 +99,7 @@ public static class ActivationCheckpoint
                 : autograd.grad([output], wrt, [grad_output], allow_unused: true);
 
             foreach (var g in grads) g?.MoveToOuterDisposeScope();
-            (t_returned ??= []).AddRange(grads.Where(g => g is not null));
+            recipe.Returned?.Keep(grads.Where(g => g is not null));
             grad_output.Dispose(); // TorchSharp's handle on the incoming gradient, made in the caller's scope
             var result = new List<Tensor>();
             var next = 0;
@@ -121,4 +113,26 @@ public static class ActivationCheckpoint
             return result;
         }
     }
+}
+
+/// <summary>
+/// TorchSharp's handles on the gradients checkpoints hand back to autograd during one backward pass. The engine holds
+/// its own references to what it is given, but these handles would stay in the dispose scope around backward() until
+/// it ends: every layer's input gradient, (B, T, H) each (for 7B at 2048 tokens in bf16, 32 x 16 MB). The engine has
+/// taken a checkpoint's gradients by the time it runs the next checkpoint's backward (the layer below), which releases
+/// them; disposing this releases the last. One instance per backward pass: autograd runs a pass on one thread.
+/// </summary>
+public sealed class ReturnedGradients : IDisposable
+{
+    private readonly List<Tensor> _handles = [];
+
+    internal void Keep(IEnumerable<Tensor> gradients) => _handles.AddRange(gradients);
+
+    internal void ReleaseEarlier()
+    {
+        foreach (var g in _handles) g.Dispose();
+        _handles.Clear();
+    }
+
+    public void Dispose() => ReleaseEarlier();
 }

@@ -22,12 +22,8 @@ internal sealed class Nf4LinearFunction : autograd.SingleTensorFunction<Nf4Linea
         ctx.save_data("weight", weight);
         ctx.save_data("dtype", x.dtype);
         using var w = Dequantize(weight, x.dtype);
-        return t_forwardOutput = F.linear(x, w.Weight);
+        return F.linear(x, w.Weight);
     }
-
-    // apply() hands back a second handle on forward's output and leaves forward's own in the caller's dispose scope,
-    // where it would keep the output's storage alive after the caller has disposed the handle it was given.
-    [ThreadStatic] private static Tensor? t_forwardOutput;
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
     {
@@ -47,9 +43,10 @@ internal sealed class Nf4LinearFunction : autograd.SingleTensorFunction<Nf4Linea
 
     public static Tensor Apply(Tensor x, Nf4Tensor weight)
     {
-        var output = apply(x, weight);
-        t_forwardOutput?.Dispose();
-        t_forwardOutput = null;
-        return output;
+        // apply() hands back a second handle on forward's output and leaves forward's own in the current dispose scope,
+        // where it would keep the output's storage alive after the caller has disposed the handle it was given. This
+        // scope takes forward's handle (and the dequantized weight's) and lets only the returned one out.
+        using var scope = NewDisposeScope();
+        return apply(x, weight).MoveToOuterDisposeScope();
     }
 }

@@ -161,7 +161,10 @@ public sealed class Trainer : IDisposable
                 {
                     var (ids, labels, positions, segments) = Batch(train, rows);
                     run.Phase?.Invoke("forward");
-                    var logits = Model.ForwardPacked(ids, positions, segments, Options.GradientCheckpointing ? RunCheckpointed : null);
+                    using var returned = new ReturnedGradients();
+                    var logits = Model.ForwardPacked(ids, positions, segments, Options.GradientCheckpointing
+                        ? (layer, x, index) => ActivationCheckpoint.Run(layer, x, _layerParameters[index], returned)
+                        : null);
                     run.Phase?.Invoke("loss");
                     var summed = F.cross_entropy(logits.view(-1, logits.shape[^1]), labels.view(-1),
                         ignore_index: PackedSplit.IgnoreIndex, reduction: nn.Reduction.Sum);
@@ -526,9 +529,6 @@ public sealed class Trainer : IDisposable
         new Random(unchecked((int)((Options.Seed ^ (Options.Seed >> 32)) * 1_000_003UL + (ulong)epoch))).Shuffle(order);
         return order;
     }
-
-    private Tensor RunCheckpointed(Func<Tensor, Tensor> layer, Tensor x, int index) =>
-        ActivationCheckpoint.Run(layer, x, _layerParameters[index]);
 
     private (Tensor Ids, Tensor Labels, Tensor Positions, Tensor Segments) Batch(PackedSplit split, int[] rows)
     {
