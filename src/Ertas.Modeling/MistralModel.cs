@@ -278,6 +278,18 @@ public sealed class MistralModel : nn.Module<Tensor, Tensor>
     /// </summary>
     public Tensor ForwardPacked(Tensor ids, Tensor positionIds, Tensor segmentIds, Func<Func<Tensor, Tensor>, Tensor, int, Tensor>? runLayer = null)
     {
+        var x = ForwardPackedHidden(ids, positionIds, segmentIds, runLayer);                          // (B, T, H)
+        var logits = F.linear(x, OutputWeight);                                                      // (B, T, vocab)
+        return logits.dtype == ScalarType.Float32 ? logits : logits.to(ScalarType.Float32);
+    }
+
+    /// <summary>lm_head's weight (vocab, H), or the embedding's when they are tied: logits = F.linear(hidden, this).</summary>
+    public Tensor OutputWeight => lm_head?.weight ?? model.embed_tokens.weight;
+
+    /// <summary><see cref="ForwardPacked"/> up to the final norm: hidden states (B, T, H) in the compute type, for a
+    /// loss that applies <see cref="OutputWeight"/> itself (a chunked cross-entropy never holds all the logits).</summary>
+    public Tensor ForwardPackedHidden(Tensor ids, Tensor positionIds, Tensor segmentIds, Func<Func<Tensor, Tensor>, Tensor, int, Tensor>? runLayer = null)
+    {
         CheckIds(ids, 0, null);
         if (!positionIds.shape.SequenceEqual(ids.shape) || !segmentIds.shape.SequenceEqual(ids.shape))
             throw new ErtasException(ErrorCode.ModelInputInvalid,
@@ -318,9 +330,7 @@ public sealed class MistralModel : nn.Module<Tensor, Tensor>
             }
             x = runLayer is null ? RunLayer(x) : runLayer(RunLayer, x, i);                          // (B, T, H)
         }
-        x = model.norm.call(x);
-        var logits = lm_head is null ? F.linear(x, model.embed_tokens.weight) : lm_head.call(x);   // (B, T, vocab)
-        return logits.dtype == ScalarType.Float32 ? logits : logits.to(ScalarType.Float32);
+        return model.norm.call(x);                                                                  // (B, T, H)
     }
 
     protected override void Dispose(bool disposing)

@@ -154,8 +154,9 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     {
         using var dropped = _dropout > 0 ? F.dropout(x, _dropout, training) : null;
         using var down = lora_A.call(dropped ?? x);                                 // (..., r)
-        using var up = lora_B.call(down);                                           // (..., out)
-        return up * Scaling;
+        var up = lora_B.call(down);                                                 // (..., out)
+        if (Scaling == 1) return up; // alpha = r, the default: x * 1 is x, and a pass over (..., out) saved
+        using (up) return up * Scaling;
     }
 
     /// <summary>PEFT's default init: <c>kaiming_uniform_(A, a=sqrt(5))</c> = U(-b, b) with

@@ -10,7 +10,6 @@ using Ertas.Modeling;
 using Ertas.Modeling.Native;
 using TorchSharp;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace Ertas.Training;
 
@@ -162,12 +161,11 @@ public sealed class Trainer : IDisposable
                     var (ids, labels, positions, segments) = Batch(train, rows);
                     run.Phase?.Invoke("forward");
                     using var returned = new ReturnedGradients();
-                    var logits = Model.ForwardPacked(ids, positions, segments, Options.GradientCheckpointing
+                    var hidden = Model.ForwardPackedHidden(ids, positions, segments, Options.GradientCheckpointing
                         ? (layer, x, index) => ActivationCheckpoint.Run(layer, x, _layerParameters[index], returned)
                         : null);
                     run.Phase?.Invoke("loss");
-                    var summed = F.cross_entropy(logits.view(-1, logits.shape[^1]), labels.view(-1),
-                        ignore_index: PackedSplit.IgnoreIndex, reduction: nn.Reduction.Sum);
+                    var (summed, _) = LinearCrossEntropy.Sum(hidden, Model.OutputWeight, labels, PackedSplit.IgnoreIndex);
                     run.Phase?.Invoke("backward");
                     if (stepTrained > 0)
                         (summed / stepTrained).backward();
@@ -383,9 +381,8 @@ public sealed class Trainer : IDisposable
                 using var scope = NewDisposeScope();
                 var rows = Enumerable.Range(start, Math.Min(Options.BatchSize, split.RowCount - start)).ToArray();
                 var (ids, labels, positions, segments) = Batch(split, rows);
-                var logits = Model.ForwardPacked(ids, positions, segments);
-                sum += F.cross_entropy(logits.view(-1, logits.shape[^1]), labels.view(-1),
-                    ignore_index: PackedSplit.IgnoreIndex, reduction: nn.Reduction.Sum).item<float>();
+                var hidden = Model.ForwardPackedHidden(ids, positions, segments);
+                sum += LinearCrossEntropy.Sum(hidden, Model.OutputWeight, labels, PackedSplit.IgnoreIndex).Sum.item<float>();
                 tokens += CountTrained(split, rows);
             }
             return tokens == 0 ? double.NaN : sum / tokens;

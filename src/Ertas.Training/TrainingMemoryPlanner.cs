@@ -116,13 +116,15 @@ public static class TrainingMemoryPlanner
         var mask = AttentionMaskBytes(config, options, s);
 
         // Held from the forward to the end of the step: the final norm's output (and, in bf16, its float32 input copy;
-        // its rsqrt) and lm_head's logits (float32; bf16 compute adds lm_head's own bf16 output before the cast).
-        var logits = positions * (h * s + 4 + (s == 2 ? 4 * h : 0) + vocab * (4 + (s == 2 ? 2 : 0)));
-        // The step's largest transient on top of the above ("backward working set"). The loss backward: cross-entropy's
-        // saved log-softmax and, while its backward runs, the gradients of the log-softmax and of the logits, (B, T,
-        // vocab) float32 each.
-        var lossBackward = positions * 3 * vocab * 4;
-        // Before the logits exist, the last layer's forward: its intermediates and the projection in flight.
+        // its rsqrt) and the loss's copy of the rows with a label (every position, at most). The loss never holds the
+        // logits (LinearCrossEntropy).
+        var logits = positions * (2 * h * s + 4 + (s == 2 ? 4 * h : 0));
+        // The step's largest transient on top of the above ("backward working set"). The loss backward: one chunk's
+        // logits in the compute type, their float32 log-softmax (and, in bf16, the float32 copy of the logits and the
+        // gradient rounded back), then the hidden gradient of the labelled rows and its scatter to every position.
+        var chunkElements = LinearCrossEntropy.ChunkRows(vocab) * vocab;
+        var lossBackward = chunkElements * (s == 2 ? 2 * s + 8 : 8) + 2 * positions * h * s;
+        // Before the loss, the last layer's forward: its intermediates and the projection in flight.
         var lastLayerForward = positions * (layer.Intermediates + layer.InFlight) - logits;
         // With checkpointing, backward recomputes one layer at a time: its forward peak comes back while the gradient
         // of its output, (B, T, H), waits to be used.

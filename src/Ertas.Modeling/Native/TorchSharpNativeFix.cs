@@ -122,6 +122,7 @@ public static class TorchSharpNativeFix
     {
         try
         {
+            HugePages.RequestForLargeTensors(); // read once by libtorch's first allocation
             if (OperatingSystem.IsLinux() && CandidatePaths(AppContext.BaseDirectory).FirstOrDefault() is { } path)
             {
                 try
