@@ -1,6 +1,7 @@
 using Ertas.Core;
 using TorchSharp;
 using TorchSharp.Modules;
+using static Ertas.Modeling.ScalarSafe;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -142,12 +143,12 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         if (x.dtype == ScalarType.Float32)
         {
             using var update32 = LoraUpdate(x);
-            return y + update32;
+            return y.Plus(update32);
         }
         using var x32 = x.to(ScalarType.Float32);
         using var update = LoraUpdate(x32);
         using var rounded = update.to(x.dtype);                                     // rounded once, after the f32 path
-        return y + rounded;
+        return y.Plus(rounded);
     }
 
     private Tensor LoraUpdate(Tensor x)                                             // x (..., in), float32
@@ -155,7 +156,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         using var dropped = _dropout > 0 ? F.dropout(x, _dropout, training) : null;
         using var down = lora_A.call(dropped ?? x);                                 // (..., r)
         using var up = lora_B.call(down);                                           // (..., out)
-        return up * Scaling;
+        return up.Times(Scaling);
     }
 
     /// <summary>PEFT's default init: <c>kaiming_uniform_(A, a=sqrt(5))</c> = U(-b, b) with

@@ -170,7 +170,7 @@ public sealed class Trainer : IDisposable
                         ignore_index: PackedSplit.IgnoreIndex, reduction: nn.Reduction.Sum);
                     run.Phase?.Invoke("backward");
                     if (stepTrained > 0)
-                        (summed / stepTrained).backward();
+                        summed.DividedBy(stepTrained).backward();
                     lossSum += summed.item<float>();
                     run.Phase?.Invoke("release");
                 }
