@@ -63,9 +63,9 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         // them until its dispose scope ends.
         using var upcast = x.dtype == ScalarType.Float32 ? null : x.to(ScalarType.Float32); // a same-type to() is still a call
         var h = upcast ?? x;
-        using var squares = h.pow(2);
+        using var squares = h.Power(2);
         using var meanSquare = squares.mean([-1], keepdim: true);                          // (..., 1)
-        using var shifted = meanSquare + _eps;
+        using var shifted = meanSquare.Plus(_eps);
         using var scale = shifted.rsqrt();
         using var normalised = h * scale;
         if (normalised.dtype == x.dtype) return weight * normalised;
@@ -158,8 +158,8 @@ public sealed class DecoderLayer : nn.Module
 
     internal Tensor forward(Tensor x, AttentionInputs plan, LayerKv? kv)
     {
-        var h = x + self_attn.forward(input_layernorm.call(x), plan, kv);           // (B, T, H)
-        return h + mlp.call(post_attention_layernorm.call(h));                      // (B, T, H)
+        var h = x.Plus(self_attn.forward(input_layernorm.call(x), plan, kv));        // (B, T, H)
+        return h.Plus(mlp.call(post_attention_layernorm.call(h)));                   // (B, T, H)
     }
 }
 
@@ -306,14 +306,14 @@ public sealed class MistralModel : nn.Module<Tensor, Tensor>
 
         var segments = segmentIds.to(ScalarType.Int64, Device);
         var sameSegment = segments.unsqueeze(2).eq(segments.unsqueeze(1));                          // (B, T, T) [q, k]
-        var index = arange(t, dtype: ScalarType.Int64, device: Device);
+        var index = ScalarSafe.Arange(0, t, 1, ScalarType.Int64, Device);
         var distance = index.unsqueeze(1) - index.unsqueeze(0);                                      // (T, T): q - k
-        var visible = distance.ge(0);
-        if (Config.SlidingWindow is { } window) visible = visible.logical_and(distance.lt(window));
+        var visible = distance.AtLeast(0);
+        if (Config.SlidingWindow is { } window) visible = visible.logical_and(distance.LessThan(window));
         var allowed = sameSegment.logical_and(visible).unsqueeze(1);                                // (B, 1, T, T) bool
         // Additive, in the compute type, made once: SDPA turns a bool mask into exactly this (0 where allowed, -inf
         // elsewhere) on every call, and autograd would keep each layer's copy until backward.
-        var mask = zeros(allowed.shape, model.embed_tokens.weight.dtype, Device).masked_fill_(allowed.logical_not(), double.NegativeInfinity);
+        var mask = zeros(allowed.shape, model.embed_tokens.weight.dtype, Device).MaskedFillInPlace(allowed.logical_not(), double.NegativeInfinity);
         var plan = new AttentionInputs(cos, signedSin, mask, IsCausal: false, Cache: null);
 
         var x = model.embed_tokens.call(ids);                                                       // (B, T, H)

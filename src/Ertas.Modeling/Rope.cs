@@ -13,7 +13,7 @@ public static class Rope
     /// <summary>1 / theta^(2i / head_dim) for i in [0, head_dim/2): shape (head_dim/2,), float32.</summary>
     public static Tensor InverseFrequencies(int headDim, double theta, Device? device = null)
     {
-        var exponents = arange(0, headDim, 2, dtype: ScalarType.Float32, device: device) / headDim;
+        var exponents = ScalarSafe.Arange(0, headDim, 2, ScalarType.Float32, device).DividedBy(headDim);
         return pow(theta, exponents).reciprocal();
     }
 
@@ -35,12 +35,12 @@ public static class Rope
     }
 
     /// <summary>Rotates x (..., T, head_dim) by its positions; cos/sin (T, head_dim) broadcast over leading dims.</summary>
-    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin) => x * cos + RotateHalf(x) * sin;
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin) => (x * cos).Plus(RotateHalf(x) * sin);
 
     /// <summary><see cref="Apply"/> in 4 tensor ops instead of 7: <paramref name="signedSin"/> is sin with its first half
     /// negated, so rotate_half(x) * sin = roll(x, head_dim/2) * signedSin, bit for bit (-a * b == a * -b).</summary>
     internal static Tensor ApplySigned(Tensor x, Tensor cos, Tensor signedSin) =>
-        x * cos + x.roll(x.shape[^1] / 2, -1) * signedSin;
+        (x * cos).Plus(x.roll(x.shape[^1] / 2, -1) * signedSin);
 }
 
 /// <summary>
@@ -66,7 +66,7 @@ internal sealed class RopeTable(int headDim, double theta, ScalarType dtype, Dev
     {
         Dispose();
         using var scope = NewDisposeScope();
-        var all = arange(0, positions, dtype: ScalarType.Int64, device: device);
+        var all = ScalarSafe.Arange(0, positions, 1, ScalarType.Int64, device);
         var (cos, sin) = Rope.CosSin(Rope.InverseFrequencies(headDim, theta, device), all, dtype); // (positions, head_dim)
         var half = headDim / 2;
         var signedSin = cat([sin.narrow(-1, 0, half).neg(), sin.narrow(-1, half, half)], dim: -1);

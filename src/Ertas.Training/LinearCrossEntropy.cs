@@ -1,3 +1,4 @@
+using Ertas.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -33,7 +34,7 @@ public static class LinearCrossEntropy
         using var keep = flatLabels.ne(ignoreIndex).nonzero().squeeze(1);                  // (N) rows with a label
         var rows = keep.shape[0];
         if (rows == 0)
-            return (zeros([], ScalarType.Float32, hidden.device) + (hidden.sum() * 0).to(ScalarType.Float32), 0);
+            return (hidden.sum().Times(0).to(ScalarType.Float32), 0); // zero, but still on the graph, as cross_entropy's would be
         using var flatHidden = hidden.reshape(-1, hidden.shape[^1]);                       // (B*T, H)
         using var selected = flatHidden.index_select(0, keep);                            // (N, H)
         using var targets = flatLabels.index_select(0, keep).unsqueeze(1);               // (N, 1)

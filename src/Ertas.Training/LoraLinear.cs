@@ -1,6 +1,7 @@
 using Ertas.Core;
 using TorchSharp;
 using TorchSharp.Modules;
+using static Ertas.Modeling.ScalarSafe;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -142,12 +143,12 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         if (x.dtype == ScalarType.Float32)
         {
             using var update32 = LoraUpdate(x);
-            return y + update32;
+            return y.Plus(update32);
         }
         using var x32 = x.to(ScalarType.Float32);
         using var update = LoraUpdate(x32);
         using var rounded = update.to(x.dtype);                                     // rounded once, after the f32 path
-        return y + rounded;
+        return y.Plus(rounded);
     }
 
     private Tensor LoraUpdate(Tensor x)                                             // x (..., in), float32
@@ -156,7 +157,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         using var down = lora_A.call(dropped ?? x);                                 // (..., r)
         var up = lora_B.call(down);                                                 // (..., out)
         if (Scaling == 1) return up; // alpha = r, the default: x * 1 is x, and a pass over (..., out) saved
-        using (up) return up * Scaling;
+        using (up) return up.Times(Scaling);
     }
 
     /// <summary>PEFT's default init: <c>kaiming_uniform_(A, a=sqrt(5))</c> = U(-b, b) with

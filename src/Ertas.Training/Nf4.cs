@@ -1,3 +1,4 @@
+using Ertas.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -83,10 +84,10 @@ public static class Nf4
             {
                 var count = (1 << i) + 1;
                 var boundaries = linspace(0.1, 1.0, count, ScalarType.Float32);
-                var means = (boundaries.narrow(0, 0, count - 1) + boundaries.narrow(0, 1, count - 1)) / 2.0;
+                var means = boundaries.narrow(0, 0, count - 1).Plus(boundaries.narrow(0, 1, count - 1)).DividedBy(2.0);
                 var magnitude = Math.Pow(10, -(maxExponentBits - 1) + i);
-                values.AddRange((means * magnitude).data<float>().ToArray());
-                values.AddRange((means * -magnitude).data<float>().ToArray());
+                values.AddRange(means.Times(magnitude).data<float>().ToArray());
+                values.AddRange(means.Times(-magnitude).data<float>().ToArray());
             }
         }
         values.Add(0f);
@@ -168,9 +169,9 @@ public static class Nf4
             var normalized = byBlock * absmax.reciprocal().unsqueeze(1);                   // (blocks, 64)
             var thresholds = tensor(Thresholds.ToArray(), ScalarType.Float32, weight.device);
             var codes = bucketize(normalized, thresholds, right: false);                   // (blocks, 64) int64
-            codes = codes.masked_fill(normalized.isnan(), 0);
+            codes = codes.MaskedFill(normalized.isnan(), 0);
             var pairs = codes.view(-1, 2);                                                  // (blocks * 32, 2)
-            packed = (pairs.select(1, 0) * 16 + pairs.select(1, 1)).to(ScalarType.Byte).MoveToOuterDisposeScope();
+            packed = pairs.select(1, 0).Times(16).Plus(pairs.select(1, 1)).to(ScalarType.Byte).MoveToOuterDisposeScope();
             using var absmaxCpu = absmax.cpu();
             absmaxValues = absmaxCpu.data<float>().ToArray();
         }
@@ -341,7 +342,7 @@ public sealed record Nf4Tensor(Tensor PackedCodes, Tensor QuantizedAbsmax, Tenso
         using var scope = NewDisposeScope();
         var map = DynamicMapTable();
         var values = map.index_select(0, QuantizedAbsmax.to(ScalarType.Int32)).view(-1, Nf4.AbsmaxBlockSize); // (groups, 256)
-        var absmax = (values * AbsmaxScales.unsqueeze(1)).view(-1) + AbsmaxOffset;                                // (groups * 256)
+        var absmax = (values * AbsmaxScales.unsqueeze(1)).view(-1).Plus(AbsmaxOffset);                             // (groups * 256)
         return absmax.MoveToOuterDisposeScope();
     }
 

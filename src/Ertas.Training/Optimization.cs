@@ -1,4 +1,5 @@
 using Ertas.Core;
+using Ertas.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -104,11 +105,11 @@ public sealed class AdamW : IDisposable
             // The moments stay float32 for bf16 parameters too (the update is computed in float32 and rounded once).
             var g = grad.dtype == ScalarType.Float32 ? grad : grad.to(ScalarType.Float32);
             var master = p.dtype == ScalarType.Float32 ? p : p.to(ScalarType.Float32);
-            master.mul_(1 - lr * WeightDecay);
+            master.MulInPlace(1 - lr * WeightDecay);
             _expAvg[i].lerp_(g, 1 - Beta1);
-            _expAvgSq[i].mul_(Beta2).addcmul_(g, g, 1 - Beta2);
-            var denom = (_expAvgSq[i].sqrt() / biasCorrection2Sqrt).add_(Eps);
-            master.addcdiv_(_expAvg[i], denom, -stepSize);
+            _expAvgSq[i].MulInPlace(Beta2).AddcmulInPlace(g, g, 1 - Beta2);
+            var denom = _expAvgSq[i].sqrt().DividedBy(biasCorrection2Sqrt).AddInPlace(Eps);
+            master.AddcdivInPlace(_expAvg[i], denom, -stepSize);
             if (!ReferenceEquals(master, p)) p.copy_(master);
         }
     }
@@ -157,9 +158,9 @@ public static class GradientClipping
         using var noGrad = no_grad();
         var grads = parameters.Select(p => p.grad).Where(g => g is not null && !g.IsInvalid).Cast<Tensor>().ToList();
         if (grads.Count == 0) return 0.0;
-        var norms = stack(grads.Select(g => linalg.vector_norm(g.to(ScalarType.Float32), 2)).ToArray());
-        var total = linalg.vector_norm(norms, 2);
-        var coefficient = (maxNorm / (total + 1e-6)).clamp_max(1.0);
+        var norms = stack(grads.Select(g => g.to(ScalarType.Float32).L2Norm()).ToArray());
+        var total = norms.L2Norm();
+        var coefficient = ScalarSafe.Divide(maxNorm, total.Plus(1e-6)).ClampMax(1.0);
         foreach (var g in grads)
             g.mul_(coefficient.to(g.dtype));
         return total.item<float>();

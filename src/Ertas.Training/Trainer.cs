@@ -168,7 +168,7 @@ public sealed class Trainer : IDisposable
                     var (summed, _) = LinearCrossEntropy.Sum(hidden, Model.OutputWeight, labels, PackedSplit.IgnoreIndex);
                     run.Phase?.Invoke("backward");
                     if (stepTrained > 0)
-                        (summed / stepTrained).backward();
+                        summed.DividedBy(stepTrained).backward();
                     lossSum += summed.item<float>();
                     run.Phase?.Invoke("release");
                 }
