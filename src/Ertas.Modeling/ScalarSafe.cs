@@ -80,6 +80,9 @@ public static class ScalarSafe
     /// <summary><c>a.lt(b)</c> (a &lt; b), b integral.</summary>
     public static Tensor LessThan(this Tensor a, long b) => WithScalar(b, other => a.lt(other));
 
+    /// <summary><c>a.ne(b)</c> (a != b), b integral.</summary>
+    public static Tensor NotEqual(this Tensor a, long b) => WithScalar(b, other => a.ne(other));
+
     /// <summary><c>torch.arange(start, stop, step)</c>, integral bounds (the one- and two-bound overloads make their
     /// missing start and step as temporaries).</summary>
     public static Tensor Arange(long start, long stop, long step, ScalarType dtype, Device? device = null) =>

@@ -31,7 +31,7 @@ public static class LinearCrossEntropy
         if (weight.requires_grad)
             throw new ArgumentException("the output weight must be frozen: the chunked loss computes no gradient for it", nameof(weight));
         using var flatLabels = labels.reshape(-1);
-        using var keep = flatLabels.ne(ignoreIndex).nonzero().squeeze(1);                  // (N) rows with a label
+        using var keep = flatLabels.NotEqual(ignoreIndex).nonzero().squeeze(1);                  // (N) rows with a label
         var rows = keep.shape[0];
         if (rows == 0)
             return (hidden.sum().Times(0).to(ScalarType.Float32), 0); // zero, but still on the graph, as cross_entropy's would be

@@ -50,8 +50,9 @@ public sealed record LayerActivationBytes(long Saved, long Intermediates, long I
 /// <item>the embedding, lm_head, norms and projections that are not targets, in the compute type;</item>
 /// <item>LoRA A and B, their gradients and AdamW's two moments, all float32 whatever the compute type;</item>
 /// <item>the activations (<see cref="LayerActivations"/> for every layer, or with checkpointing each layer's input), the
-/// packed rows' attention mask, the logits, and the step's largest transient: the loss's backward, or with checkpointing
-/// one layer recomputed;</item>
+/// packed rows' attention mask, the final hidden states the loss reads, and the step's largest transient: one chunk
+/// of the loss's backward (<see cref="LinearCrossEntropy"/>), the last layer's forward, or with checkpointing one layer
+/// recomputed;</item>
 /// <item>workspace: on the CPU the reused dequantization buffers (one per weight shape, <see cref="Nf4Workspace"/>),
 /// on a GPU a dequantized weight in flight; plus the runtime itself.</item>
 /// </list>
@@ -118,14 +119,14 @@ public static class TrainingMemoryPlanner
         // Held from the forward to the end of the step: the final norm's output (and, in bf16, its float32 input copy;
         // its rsqrt) and the loss's copy of the rows with a label (every position, at most). The loss never holds the
         // logits (LinearCrossEntropy).
-        var logits = positions * (2 * h * s + 4 + (s == 2 ? 4 * h : 0));
+        var finalHidden = positions * (2 * h * s + 4 + (s == 2 ? 4 * h : 0));
         // The step's largest transient on top of the above ("backward working set"). The loss backward: one chunk's
         // logits in the compute type, their float32 log-softmax (and, in bf16, the float32 copy of the logits and the
         // gradient rounded back), then the hidden gradient of the labelled rows and its scatter to every position.
         var chunkElements = LinearCrossEntropy.ChunkRows(vocab) * vocab;
         var lossBackward = chunkElements * (s == 2 ? 2 * s + 8 : 8) + 2 * positions * h * s;
         // Before the loss, the last layer's forward: its intermediates and the projection in flight.
-        var lastLayerForward = positions * (layer.Intermediates + layer.InFlight) - logits;
+        var lastLayerForward = positions * (layer.Intermediates + layer.InFlight) - finalHidden;
         // With checkpointing, backward recomputes one layer at a time: its forward peak comes back while the gradient
         // of its output, (B, T, H), waits to be used.
         var recompute = options.GradientCheckpointing ? positions * (layer.ForwardPeak + h * s) : 0;
@@ -150,7 +151,7 @@ public static class TrainingMemoryPlanner
             new("adamw state (f32, 2 moments)", 2 * lora),
             new(options.GradientCheckpointing ? "activations (checkpointed)" : "activations", activations),
             new("attention mask, rope rows", mask),
-            new("logits", logits),
+            new("final hidden states", finalHidden),
             // One name whichever term is larger: plan tables show the CPU and GPU estimates' parts side by side by position.
             new("backward working set", transient),
             new("workspace", workspace),

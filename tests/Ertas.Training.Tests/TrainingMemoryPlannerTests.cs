@@ -90,24 +90,31 @@ public sealed class TrainingMemoryPlannerTests
         var options = F32 with { GradientCheckpointing = true };
         var estimate = TrainingMemoryPlanner.Estimate(Config100M, options, PlanDevice.Cpu);
         Assert.Equal(4L * 512 * 13 * 768 * 4, Part(estimate, "activations (checkpointed)"));
-        // 100m's vocabulary makes the loss backward (three float32 (B, T, 32000) tensors) the larger transient...
-        Assert.Equal(4L * 512 * 3 * 32000 * 4, Part(estimate, "backward working set"));
-        // ...7B's layers make the recomputed layer larger.
+        // The chunked loss needs one chunk of logits, so even 100m's 32000-way head leaves the recomputed layer larger...
+        var layer100M = TrainingMemoryPlanner.LayerActivations(Config100M, options);
+        Assert.Equal(4L * 512 * (layer100M.ForwardPeak + 768 * 4), Part(estimate, "backward working set"));
+        // ...and 7B's all the more.
         var mistral = TrainingMemoryPlanner.Estimate(MistralConfig.Mistral7B, options with { BatchSize = 1 }, PlanDevice.Cpu);
         var layer = TrainingMemoryPlanner.LayerActivations(MistralConfig.Mistral7B, options);
         Assert.Equal(512 * (layer.ForwardPeak + 4096 * 4), Part(mistral, "backward working set"));
     }
 
     [Fact]
-    public void Logits_are_float32_and_bf16_adds_lm_heads_own_output()
+    public void The_loss_holds_no_logits_only_the_final_hidden_states_and_one_chunk()
     {
         var f32 = TrainingMemoryPlanner.Estimate(Config100M, F32, PlanDevice.Cpu);
         var bf16 = TrainingMemoryPlanner.Estimate(Config100M, F32 with { Compute = ComputePrecision.BF16 }, PlanDevice.Cpu);
         const long positions = 4 * 512;
-        // The final norm's output and rsqrt (bf16: plus its float32 input copy), then (B, T, vocab) logits.
-        Assert.Equal(positions * (768 * 4 + 4 + 32000 * 4), Part(f32, "logits"));
-        Assert.Equal(positions * (768 * 2 + 4 + 768 * 4 + 32000 * 6), Part(bf16, "logits"));
-        Assert.Equal(Part(f32, "backward working set"), Part(bf16, "backward working set")); // float32 either way
+        // The final norm's output and rsqrt (bf16: plus its float32 input copy) and the loss's copy of the labelled rows.
+        Assert.Equal(positions * (2 * 768 * 4 + 4), Part(f32, "final hidden states"));
+        Assert.Equal(positions * (2 * 768 * 2 + 4 + 768 * 4), Part(bf16, "final hidden states"));
+        // Without checkpointing the larger transient is the last layer's forward or the loss backward: one chunk of
+        // logits (about 4M elements: float32 logits and log-softmax), the labelled rows' gradient and its scatter.
+        var chunk = LinearCrossEntropy.ChunkRows(32000) * 32000L;
+        Assert.InRange(chunk, 4_000_000, 4_200_000);
+        var layer = TrainingMemoryPlanner.LayerActivations(Config100M, F32);
+        var lastLayer = positions * (layer.Intermediates + layer.InFlight) - Part(f32, "final hidden states");
+        Assert.Equal(Math.Max(chunk * 8 + 2 * positions * 768 * 4, lastLayer), Part(f32, "backward working set"));
     }
 
     [Theory]

@@ -39,6 +39,7 @@ public sealed class ScalarSafeTests
         AssertSameBits(a.clamp_max(1.0), a.ClampMax(1.0));
         AssertSameBits(ints.ge(0), ints.AtLeast(0));
         AssertSameBits(ints.lt(9), ints.LessThan(9));
+        AssertSameBits(ints.ne(9), ints.NotEqual(9));
         AssertSameBits(arange(0, 64, 2, dtype: ScalarType.Float32), ScalarSafe.Arange(0, 64, 2, ScalarType.Float32));
         AssertSameBits(arange(300L, dtype: ScalarType.Int64), ScalarSafe.Arange(0, 300, 1, ScalarType.Int64));
     }
