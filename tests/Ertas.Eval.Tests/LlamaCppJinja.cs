@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -100,7 +99,7 @@ internal static class LlamaCppJinja
         try
         {
             File.WriteAllText(request, body.ToJsonString());
-            var (exit, output) = Exec(FindOnPath("node")!, Folder.Value, 120, [script, request, result]);
+            var (exit, output) = ExternalTool.Run(ExternalTool.FindOnPath("node")!, Folder.Value, 120, [script, request, result]);
             return (exit, File.Exists(result) ? File.ReadAllText(result) : "", output);
         }
         finally
@@ -115,17 +114,17 @@ internal static class LlamaCppJinja
     private static string Prepare()
     {
         var folder = Path.Combine(SharedFiles.RepositoryRoot, "tools", "llama-node");
-        if (FindOnPath("node") is null)
+        if (ExternalTool.FindOnPath("node") is null)
             SkipOrFail("Node.js is not installed (node on PATH): llama.cpp's Jinja runs through @fugood/llama.node (tools/llama-node; apt-get install nodejs npm, then npm ci --omit=optional --prefix tools/llama-node)");
         if (!File.Exists(Path.Combine(folder, "node_modules", "@fugood", "node-llama-linux-x64", "index.node")))
         {
             if (!OperatingSystem.IsLinux() || System.Runtime.InteropServices.RuntimeInformation.OSArchitecture != System.Runtime.InteropServices.Architecture.X64)
                 throw new SkipException("tools/llama-node installs llama.cpp's linux-x64 build only");
-            var npm = FindOnPath("npm");
+            var npm = ExternalTool.FindOnPath("npm");
             if (npm is null)
                 SkipOrFail("npm is not installed: llama.cpp's Jinja (tools/llama-node) cannot be installed (apt-get install npm, then npm ci --omit=optional --prefix tools/llama-node)");
             // --omit=optional: only the CPU build this package lists, not llama.node's CUDA, Vulkan and WASM builds (270 MB).
-            var (exit, output) = Exec(npm!, folder, 300, ["ci", "--omit=optional", "--ignore-scripts", "--no-audit", "--no-fund"]);
+            var (exit, output) = ExternalTool.Run(npm!, folder, 300, ["ci", "--omit=optional", "--ignore-scripts", "--no-audit", "--no-fund"]);
             Assert.True(exit == 0, $"npm ci in tools/llama-node failed ({exit}): llama.cpp's Jinja could not be installed\n{output}");
         }
         return folder;
@@ -137,33 +136,4 @@ internal static class LlamaCppJinja
             Assert.Fail(reason + ". CI must run llama.cpp's Jinja: .ci/run installs it.");
         throw new SkipException(reason);
     }
-
-    private static (int Exit, string Output) Exec(string file, string workingDirectory, int timeoutSeconds, string[] arguments)
-    {
-        var start = new ProcessStartInfo(file)
-        {
-            WorkingDirectory = workingDirectory,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            StandardOutputEncoding = Encoding.UTF8,
-            StandardErrorEncoding = Encoding.UTF8,
-        };
-        foreach (var argument in arguments)
-            start.ArgumentList.Add(argument);
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(timeoutSeconds * 1000))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"{Path.GetFileName(file)} timed out after {timeoutSeconds} s");
-        }
-        return (process.ExitCode, stdout.Result + stderr.Result);
-    }
-
-    private static string? FindOnPath(string name) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
-            .Select(dir => Path.Combine(dir, name))
-            .FirstOrDefault(File.Exists);
 }
