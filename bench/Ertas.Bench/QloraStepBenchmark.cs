@@ -25,7 +25,7 @@ public sealed record QloraStepBenchResult(
 public static class QloraStepBenchmark
 {
     public const int SequenceLength = 512, Rank = 16, Threads = 2;
-    public const double TargetPeakRssMb = 8192;
+    public const double TargetPeakRssMb = 5500; // issue 14 (was 8 GB); the floor is ~5 GB: NF4 base, embeddings and head, LoRA + AdamW
 
     public static QloraStepBenchResult Run(BenchEnvironment env)
     {
@@ -103,11 +103,11 @@ public static class QloraStepBenchmark
         md.AppendLine(inv, $"(untouched pages cost no RSS), then each projection is read, quantized to NF4 and its bf16 weight freed.");
         if (r.Compute != "BF16")
             md.AppendLine(inv, $"bf16 compute was asked for, but this CPU has no native bf16 matmul: a 512^3 matmul ran at {r.Bf16ProbeGFlops:F1} GFLOP/s in bf16 against {r.F32ProbeGFlops:F1} in float32, so the step runs in float32 (bigger embedding, lm_head, LoRA and activations: the bf16 run would need less memory).");
-        md.AppendLine(inv, $"Target: peak RSS at most {TargetPeakRssMb / 1024:F0} GB. Load average before: {r.LoadBefore}, after: {r.LoadAfter}.");
+        md.AppendLine(inv, $"Target: peak RSS at most {TargetPeakRssMb / 1000:F1} GB. Load average before: {r.LoadBefore}, after: {r.LoadAfter}.");
         md.AppendLine();
         md.AppendLine("| measure | value |");
         md.AppendLine("|---|---:|");
-        md.AppendLine(inv, $"| **peak RSS (kernel high-water mark)** | **{r.PeakRssMb:F0} MB** ({(r.PeakRssMb <= TargetPeakRssMb ? "meets" : "misses")} the {TargetPeakRssMb / 1024:F0} GB target) |");
+        md.AppendLine(inv, $"| **peak RSS (kernel high-water mark)** | **{r.PeakRssMb:F0} MB** ({(r.PeakRssMb <= TargetPeakRssMb ? "meets" : "misses")} the {TargetPeakRssMb / 1000:F1} GB target) |");
         md.AppendLine(inv, $"| max anonymous / file-backed RSS (sampled) | {r.MaxAnonMb:F0} / {r.MaxFileMb:F0} MB |");
         md.AppendLine(inv, $"| RSS at start / after building the empty {r.Compute} 7B network (torch.empty) | {r.StartRssMb:F0} / {r.EmptyModelRssMb:F0} MB |");
         md.AppendLine(inv, $"| load + quantize time | {r.LoadSeconds:F1} s |");
