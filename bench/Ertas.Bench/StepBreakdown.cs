@@ -18,8 +18,9 @@ public sealed record StepPart(string Name, double Seconds, string How);
 /// layer are timed in isolation on the same model, at the step's shapes, and multiplied by the layer count: NF4
 /// dequantization (twice per projection per step), the base matmuls in the compute type (forward and input gradient),
 /// each LoRA-wrapped projection forward and backward (so its LoRA path is that minus the two above), SDPA forward and
-/// backward, and the chunked loss. What the step took beyond their sum is the rest: norms, RoPE, SiLU, residual adds,
-/// copies, and allocation (fresh pages from the kernel for every large tensor).
+/// backward, the elementwise work (norms, RoPE, SwiGLU, the GQA repeat), and the chunked loss. What the step took
+/// beyond their sum is the rest: residual adds, copies, and allocation (fresh pages from the kernel for every large
+/// tensor).
 /// </summary>
 public static class StepBreakdown
 {
@@ -114,6 +115,32 @@ public static class StepBreakdown
             });
         }
 
+        // The layer's elementwise work as the model does it: both norms, RoPE on q and k (the model's 4-op form:
+        // x cos + roll(x) signed sin), SwiGLU's silu(gate) * up, keys and values repeated to every query head.
+        double elementwise;
+        using (var scope = NewDisposeScope())
+        {
+            var hidden = randn([batch, sequence, c.HiddenSize]).to(dtype);
+            var gate = randn([batch, sequence, c.IntermediateSize]).to(dtype);
+            var up = randn([batch, sequence, c.IntermediateSize]).to(dtype);
+            var q = randn([batch, heads, sequence, headDim]).to(dtype);
+            var k = randn([batch, kvHeads, sequence, headDim]).to(dtype);
+            var (cos, sin) = Rope.CosSin(Rope.InverseFrequencies(headDim, c.RopeTheta), arange(sequence, dtype: ScalarType.Int64), dtype);
+            var half = headDim / 2;
+            var signedSin = cat([sin.narrow(-1, 0, half).neg(), sin.narrow(-1, half, half)], dim: -1);
+            Tensor RopeOf(Tensor x) => x * cos + x.roll(half, -1) * signedSin;
+            elementwise = Time(() =>
+            {
+                using var inner = NewDisposeScope();
+                var (hh, gg, uu, qq, kk) = (hidden.detach().requires_grad_(), gate.detach().requires_grad_(), up.detach().requires_grad_(),
+                    q.detach().requires_grad_(), k.detach().requires_grad_());
+                var norms = layer.input_layernorm.call(hh) + layer.post_attention_layernorm.call(hh);
+                var rotated = RopeOf(qq).sum() + RopeOf(kk).repeat_interleave(heads / kvHeads, dim: 1).sum();
+                var swiglu = F.silu(gg) * uu;
+                (norms.sum() + rotated + swiglu.sum()).backward();
+            });
+        }
+
         double loss;
         using (var scope = NewDisposeScope())
         {
@@ -130,13 +157,14 @@ public static class StepBreakdown
         }
 
         log.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"per layer: dequantize {dequantize:F3} s, base matmuls {baseMatmul:F3} s, projections {wholeProjection:F3} s, attention {attention:F3} s; loss {loss:F3} s"));
+            $"per layer: dequantize {dequantize:F3} s, base matmuls {baseMatmul:F3} s, projections {wholeProjection:F3} s, attention {attention:F3} s, elementwise {elementwise:F3} s; loss {loss:F3} s"));
         return
         [
             new("base matmuls (forward, input gradient)", layers * baseMatmul, $"F.linear(x, W) and dy W for the 7 projections, {dtype}, x {layers} layers"),
             new("NF4 dequantization", layers * dequantize, "2 per projection per step (forward, backward), into the reused workspace"),
             new("LoRA paths", layers * Math.Max(0, wholeProjection - baseMatmul - dequantize), "each projection's forward + backward minus the two above: float32 cast, dropout, A, B, rounding, the sum"),
             new("attention (SDPA)", layers * attention, "forward + backward, additive mask, keys and values repeated to every head"),
+            new("elementwise", layers * elementwise, "forward + backward of both RMSNorms, RoPE on q and k, SiLU(gate) * up, the GQA repeat"),
             new("loss (chunked lm_head + cross-entropy)", loss, $"forward + backward over the labelled rows ({labelledFraction:P0})"),
         ];
     }
@@ -172,6 +200,6 @@ public static class StepBreakdown
         var optimizer = phases.Where(p => p.Key is "clip" or "optimizer" or "zero-grad").Sum(p => p.Value);
         md.AppendLine(inv, $"| clip, AdamW, zero-grad | {optimizer:F2} | {optimizer / stepSeconds:P0} | the trainer's phases |");
         var rest = stepSeconds - parts.Sum(p => p.Seconds) - optimizer;
-        md.AppendLine(inv, $"| the rest | {rest:F2} | {rest / stepSeconds:P0} | norms, RoPE, SiLU, residual adds, copies, allocation and page faults |");
+        md.AppendLine(inv, $"| the rest | {rest:F2} | {rest / stepSeconds:P0} | residual adds, reshapes and copies, dispose scopes, allocation and page faults |");
     }
 }
