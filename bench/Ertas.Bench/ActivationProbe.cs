@@ -37,12 +37,8 @@ public static class ActivationProbe
         var shapes = Shapes(args.Skip(5));
         using var trainer = Load(baseFolder, compute, dropout, shapes.Max(s => s.T));
         var model = trainer.Model;
-        var results = new List<string>();
-        // A first small pass allocates the NF4 workspaces, which later passes reuse.
-        foreach (var (b, t, measured) in shapes.Take(1).Select(_ => (B: 1, T: 16, Measured: false)).Concat(shapes.Select(s => (s.B, s.T, Measured: true))))
+        return EachShape(shapes, log, (b, t) =>
         {
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
             var before = Rss();
             var afterLayer = new List<long>();
             long beforeLayers = 0, afterForward, afterLoss, peak, afterBackward;
@@ -68,14 +64,11 @@ public static class ActivationProbe
             }
             foreach (var p in trainer.Trainable) p.grad?.zero_();
             var perLayer = afterLayer.Zip(afterLayer.Skip(1), (x, y) => y - x).ToList();
-            var line = string.Create(CultureInfo.InvariantCulture,
+            return string.Create(CultureInfo.InvariantCulture,
                 $"{compute} dropout {dropout} checkpointing {checkpointing} B {b} T {t}: per layer KB [{string.Join(' ', perLayer)}], first layer {afterLayer[0] - beforeLayers} KB, " +
                 $"before the layers {beforeLayers - before} KB (embedding, mask, RoPE rows), final norm and logits {afterForward - afterLayer[^1]} KB, " +
                 $"loss {afterLoss - afterForward} KB, backward peak {peak - afterLoss} KB above that, held after backward {afterBackward - before} KB");
-            log.WriteLine(line);
-            if (measured) results.Add(line);
-        }
-        return string.Join("\n", results);
+        });
     }
 
     public static string LayerBackward(IReadOnlyList<string> args, TextWriter log)
@@ -86,11 +79,8 @@ public static class ActivationProbe
         using var trainer = Load(baseFolder, compute, dropout, shapes.Max(s => s.T));
         var model = trainer.Model;
         var parameters = LayerParameters(model, 1);
-        var results = new List<string>();
-        foreach (var (b, t, measured) in shapes.Take(1).Select(_ => (B: 1, T: 16, Measured: false)).Concat(shapes.Select(s => (s.B, s.T, Measured: true))))
+        return EachShape(shapes, log, (b, t) =>
         {
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
             long forwardPeak = 0, held = 0, backwardPeak = 0, after = 0;
             using (NewDisposeScope())
             {
@@ -111,9 +101,25 @@ public static class ActivationProbe
                 });
             }
             foreach (var p in trainer.Trainable) p.grad?.zero_();
-            var line = string.Create(CultureInfo.InvariantCulture,
+            return string.Create(CultureInfo.InvariantCulture,
                 $"{compute} dropout {dropout} checkpointing {checkpointing} B {b} T {t}: forward peak {forwardPeak} KB, held after it {held} KB, " +
                 $"backward peak {backwardPeak} KB above that, held after backward {after} KB");
+        });
+    }
+
+    /// <summary>
+    /// <paramref name="measure"/>(B, T) for each shape, after a first small pass (1 x 16) that allocates the NF4
+    /// workspaces later passes reuse and is not reported; each after a full collection, so finalizable handles of the
+    /// previous pass are gone. Logs every line and returns the measured ones.
+    /// </summary>
+    private static string EachShape(IReadOnlyList<(int B, int T)> shapes, TextWriter log, Func<int, int, string> measure)
+    {
+        var results = new List<string>();
+        foreach (var (b, t, measured) in shapes.Take(1).Select(_ => (B: 1, T: 16, Measured: false)).Concat(shapes.Select(s => (s.B, s.T, Measured: true))))
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            var line = measure(b, t);
             log.WriteLine(line);
             if (measured) results.Add(line);
         }

@@ -67,21 +67,8 @@ public static unsafe class QuantizeKernelBenchmark
     /// calls: .NET's tiered JIT replaces the first code (tier 0, then on-stack replacement) with optimized code on a
     /// background thread only after a delay, and a multi-minute `ertas quantize` only ever sees the optimized code.
     /// </summary>
-    private static double Median(Action action)
-    {
-        var warmUp = Stopwatch.StartNew();
-        for (var i = 0; i < 3 || warmUp.Elapsed < TimeSpan.FromSeconds(1.5); i++)
-            action();
-        var seconds = new double[Runs];
-        for (var i = 0; i < Runs; i++)
-        {
-            var clock = Stopwatch.StartNew();
-            action();
-            seconds[i] = clock.Elapsed.TotalSeconds;
-        }
-        Array.Sort(seconds);
-        return seconds[Runs / 2];
-    }
+    private static double Median(Action action) =>
+        Timing.MedianSeconds(action, Runs, warmUpCalls: 3, warmUpAtLeast: TimeSpan.FromSeconds(1.5));
 
     /// <summary>Seeded normal values (Box-Muller) scaled like trained weights, with a few outliers as real rows have.</summary>
     private static float[] GaussianRows(int count, int seed)

@@ -170,19 +170,7 @@ public static class StepBreakdown
     }
 
     /// <summary>Median seconds of <see cref="Repeats"/> runs after one warm-up.</summary>
-    private static double Time(Action action)
-    {
-        action();
-        var seconds = new double[Repeats];
-        for (var i = 0; i < Repeats; i++)
-        {
-            var clock = Stopwatch.StartNew();
-            action();
-            seconds[i] = clock.Elapsed.TotalSeconds;
-        }
-        Array.Sort(seconds);
-        return seconds[Repeats / 2];
-    }
+    private static double Time(Action action) => Timing.MedianSeconds(action, Repeats);
 
     public static void AppendMarkdown(StringBuilder md, double stepSeconds, IReadOnlyDictionary<string, double> phases, IReadOnlyList<StepPart> parts)
     {

@@ -185,17 +185,7 @@ public static class TrainSpeedBenchmark
         using var generator = new torch.Generator(1);
         var a = randn([size, size], ScalarType.Float32, generator: generator).to(dtype);
         var b = randn([size, size], ScalarType.Float32, generator: generator).to(dtype);
-        using (matmul(a, b)) { }
-        var repeats = size >= 4096 ? 3 : 7;
-        var seconds = new double[repeats];
-        for (var i = 0; i < repeats; i++)
-        {
-            var clock = Stopwatch.StartNew();
-            using (matmul(a, b)) { }
-            seconds[i] = clock.Elapsed.TotalSeconds;
-        }
-        Array.Sort(seconds);
-        return new MatmulPeak(size, seconds[repeats / 2]);
+        return new MatmulPeak(size, Timing.MedianSeconds(() => { using (matmul(a, b)) { } }, runs: size >= 4096 ? 3 : 7));
     }
 
     /// <summary>Times each optimizer step by the progress line the trainer reports after it.</summary>

@@ -382,8 +382,9 @@ public sealed class Trainer : IDisposable
                 var rows = Enumerable.Range(start, Math.Min(Options.BatchSize, split.RowCount - start)).ToArray();
                 var (ids, labels, positions, segments) = Batch(split, rows);
                 var hidden = Model.ForwardPackedHidden(ids, positions, segments);
-                sum += LinearCrossEntropy.Sum(hidden, Model.OutputWeight, labels, PackedSplit.IgnoreIndex).Sum.item<float>();
-                tokens += CountTrained(split, rows);
+                var (batchSum, labelled) = LinearCrossEntropy.Sum(hidden, Model.OutputWeight, labels, PackedSplit.IgnoreIndex);
+                sum += batchSum.item<float>();
+                tokens += labelled;
             }
             return tokens == 0 ? double.NaN : sum / tokens;
         }
