@@ -33,7 +33,7 @@ public static class ElfVersionNeeds
     private const int VerneedSize = 16;
     private const int VernauxSize = 16;
 
-    private readonly record struct Section(uint Type, long Offset, long Size, uint Link, uint Info);
+    internal readonly record struct Section(uint Type, long Offset, long Size, uint Link, uint Info);
 
     /// <summary>Every Vernaux entry, in file order. Throws <see cref="InvalidDataException"/> on anything that is not
     /// a well-formed ELF64 little-endian object.</summary>
@@ -83,7 +83,7 @@ public static class ElfVersionNeeds
         return WeakenOutcome.Patched;
     }
 
-    private static List<Section> ReadSectionHeaders(ReadOnlySpan<byte> elf)
+    internal static List<Section> ReadSectionHeaders(ReadOnlySpan<byte> elf)
     {
         if (elf.Length < 64 || elf[0] != 0x7f || elf[1] != (byte)'E' || elf[2] != (byte)'L' || elf[3] != (byte)'F')
             throw Bad("not an ELF file (bad magic)");
@@ -115,7 +115,7 @@ public static class ElfVersionNeeds
         return sections;
     }
 
-    private static string ReadString(ReadOnlySpan<byte> elf, Section table, uint index)
+    internal static string ReadString(ReadOnlySpan<byte> elf, Section table, uint index)
     {
         if (index >= table.Size) throw Bad($"string index {index} lies outside its {table.Size}-byte string table");
         CheckRange(elf, table.Offset, table.Size, "string table");
@@ -125,15 +125,15 @@ public static class ElfVersionNeeds
         return Encoding.ASCII.GetString(bytes[..end]);
     }
 
-    private static void CheckRange(ReadOnlySpan<byte> elf, long offset, long length, string what)
+    internal static void CheckRange(ReadOnlySpan<byte> elf, long offset, long length, string what)
     {
         if (offset < 0 || length < 0 || offset > elf.Length - length)
             throw Bad($"{what} at offset {offset} (+{length} bytes) lies outside the {elf.Length}-byte file");
     }
 
-    private static ushort U16(ReadOnlySpan<byte> b, long at) => BinaryPrimitives.ReadUInt16LittleEndian(b[(int)at..]);
-    private static uint U32(ReadOnlySpan<byte> b, long at) => BinaryPrimitives.ReadUInt32LittleEndian(b[(int)at..]);
-    private static ulong U64(ReadOnlySpan<byte> b, long at) => BinaryPrimitives.ReadUInt64LittleEndian(b[(int)at..]);
+    internal static ushort U16(ReadOnlySpan<byte> b, long at) => BinaryPrimitives.ReadUInt16LittleEndian(b[(int)at..]);
+    internal static uint U32(ReadOnlySpan<byte> b, long at) => BinaryPrimitives.ReadUInt32LittleEndian(b[(int)at..]);
+    internal static ulong U64(ReadOnlySpan<byte> b, long at) => BinaryPrimitives.ReadUInt64LittleEndian(b[(int)at..]);
 
-    private static InvalidDataException Bad(string message) => new($"malformed ELF: {message}");
+    internal static InvalidDataException Bad(string message) => new($"malformed ELF: {message}");
 }

@@ -136,6 +136,7 @@ public static class TorchSharpNativeFix
                 }
             }
             torch.InitializeDeviceType(DeviceType.CPU);
+            TensorBlockCache.TryInstall(); // optional: without it tensors are mapped fresh each time, only slower
             return null;
         }
         catch (Exception e)

@@ -1,0 +1,304 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace Ertas.Modeling.Native;
+
+/// <summary>
+/// Keeps libtorch's large CPU tensor blocks mapped after they are freed and hands them out again for the next tensor
+/// of the same size, so a training step stops faulting in (and the kernel stops zeroing) gigabytes of fresh pages.
+/// <para>
+/// Why: libtorch gets every tensor's storage from <c>posix_memalign</c> in libc10 and returns it with <c>free</c>. With
+/// glibc's mmap threshold fixed at 1 MB (<see cref="GlibcMalloc"/>, needed for the 7B step's memory) each tensor larger
+/// than that is a fresh mapping: perf put a third of a 100m step's CPU time in page faults and zeroing. Raising the
+/// threshold instead made the step 3x faster but let RSS grow every step (glibc's heap fragments). A cache keyed on
+/// the exact size reuses the pages, because a step allocates the same shapes layer after layer.
+/// </para>
+/// <para>
+/// Memory: on a miss, cached blocks (oldest first) are unmapped until as many bytes as the new block are released (or
+/// the cache is empty) before anything new is mapped. So live plus cached bytes never exceed the most bytes ever live
+/// at once: the cache cannot raise the peak RSS that the same run has without it.
+/// </para>
+/// <para>
+/// How: the entries for <c>posix_memalign</c> and <c>free</c> in libc10's global offset table are pointed at this class.
+/// Every block is laid out as glibc lays out an mmapped chunk (a header before the pointer: the offset to the mapping's
+/// start, then the chunk size with <c>IS_MMAPPED</c>), so glibc's own <c>free</c> releases a block correctly once the
+/// table is restored at exit. Pointers the cache did not hand out go to glibc untouched.
+/// </para>
+/// </summary>
+public sealed unsafe partial class TensorBlockCache
+{
+    /// <summary>Requests smaller than this stay with glibc's heap, which already reuses them.</summary>
+    public const nuint MinBlockBytes = GlibcMalloc.LargeBlockBytes;
+    public const string DisableVariable = "ERTAS_TENSOR_CACHE";
+
+    private const nuint Page = 4096;
+    private const nuint HugePage = 2 << 20;
+    private const nuint GlibcIsMmapped = 2;
+    private const int ProtRead = 1, ProtWrite = 2, MapPrivate = 2, MapAnonymous = 0x20, MadvHugePage = 14, ENoMem = 12;
+
+    // The process has one libc10 and one offset table to patch, so the hook's state is one instance per process.
+    private static TensorBlockCache? s_installed;
+    private static readonly Lock InstallGate = new();
+
+    private readonly Lock _gate = new();
+    private readonly Dictionary<nint, nuint> _live = []; // user pointer -> mapping length
+    private readonly List<(nint User, nuint Length)> _cached = []; // oldest first
+    private readonly (nint Slot, nint Original)[] _patched;
+    private readonly delegate* unmanaged<void**, nuint, nuint, int> _posixMemalign;
+    private readonly delegate* unmanaged<void*, void> _free;
+    private nuint _liveBytes, _cachedBytes, _peakMappedBytes;
+    private long _hits, _misses, _evicted;
+
+    private TensorBlockCache((nint, nint)[] patched, nint posixMemalign, nint free)
+    {
+        _patched = patched;
+        _posixMemalign = (delegate* unmanaged<void**, nuint, nuint, int>)posixMemalign;
+        _free = (delegate* unmanaged<void*, void>)free;
+    }
+
+    /// <summary>Counters since install: blocks reused, blocks mapped fresh, cached bytes unmapped to make room.</summary>
+    public readonly record struct Statistics(long Hits, long Misses, long EvictedBlocks, long LiveBytes, long CachedBytes, long PeakMappedBytes);
+
+    public static Statistics? Current
+    {
+        get
+        {
+            var cache = Volatile.Read(ref s_installed);
+            if (cache is null) return null;
+            lock (cache._gate)
+                return new Statistics(cache._hits, cache._misses, cache._evicted, (long)cache._liveBytes, (long)cache._cachedBytes, (long)cache._peakMappedBytes);
+        }
+    }
+
+    /// <summary>
+    /// Hooks libc10 (already loaded) once per process. Returns null when installed (or already), else why not: not
+    /// Linux x64 glibc, <see cref="DisableVariable"/>=0, or libc10 not found in this process's maps.
+    /// </summary>
+    public static string? TryInstall()
+    {
+        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
+            return "the tensor block cache hooks glibc on Linux x64 only";
+        if (Environment.GetEnvironmentVariable(DisableVariable) == "0") return $"{DisableVariable}=0";
+        lock (InstallGate)
+        {
+            if (s_installed is not null) return null;
+            var maps = File.ReadAllLines("/proc/self/maps");
+            var library = FindMapped(maps, "libc10.so");
+            if (library is null) return "libc10.so is not loaded";
+            var (path, start) = library.Value;
+            var elf = File.ReadAllBytes(path);
+            var slots = ElfRelocations.FindSlots(elf, ["posix_memalign", "free"]);
+            if (!slots.Any(s => s.Symbol == "posix_memalign") || !slots.Any(s => s.Symbol == "free"))
+                return $"{path} does not import posix_memalign and free";
+            var loadBias = (nint)(start - ElfRelocations.FirstLoadAddress(elf));
+            var libc = NativeLibrary.Load("libc.so.6");
+            var cache = new TensorBlockCache(new (nint, nint)[slots.Count],
+                NativeLibrary.GetExport(libc, "posix_memalign"), NativeLibrary.GetExport(libc, "free"));
+            Volatile.Write(ref s_installed, cache); // before the first hooked call can arrive
+            for (var i = 0; i < slots.Count; i++)
+            {
+                var slot = loadBias + (nint)slots[i].Offset;
+                nint hook = slots[i].Symbol == "free"
+                    ? (nint)(delegate* unmanaged[Cdecl]<void*, void>)&FreeHook
+                    : (nint)(delegate* unmanaged[Cdecl]<void**, nuint, nuint, int>)&PosixMemalignHook;
+                cache._patched[i] = (slot, Write(maps, slot, hook));
+            }
+            AppDomain.CurrentDomain.ProcessExit += (_, _) => Uninstall();
+            return null;
+        }
+    }
+
+    /// <summary>Restores libc10's table and unmaps every cached block. Blocks still live are freed by glibc later.</summary>
+    public static void Uninstall()
+    {
+        lock (InstallGate)
+        {
+            var cache = s_installed;
+            if (cache is null) return;
+            var maps = File.ReadAllLines("/proc/self/maps");
+            foreach (var (slot, original) in cache._patched) Write(maps, slot, original);
+            s_installed = null;
+            lock (cache._gate)
+            {
+                foreach (var (user, length) in cache._cached) Unmap(user, length);
+                cache._cached.Clear();
+                cache._cachedBytes = 0;
+            }
+        }
+    }
+
+    /// <summary>Starts <see cref="Statistics.PeakMappedBytes"/> again from the bytes mapped now.</summary>
+    public static void ResetPeak()
+    {
+        var cache = Volatile.Read(ref s_installed);
+        if (cache is null) return;
+        lock (cache._gate) cache._peakMappedBytes = cache._liveBytes + cache._cachedBytes;
+    }
+
+    /// <summary>Unmaps every cached block now (e.g. when training ends and other work follows).</summary>
+    public static void Trim()
+    {
+        var cache = Volatile.Read(ref s_installed);
+        if (cache is null) return;
+        lock (cache._gate)
+        {
+            foreach (var (user, length) in cache._cached) Unmap(user, length);
+            cache._cached.Clear();
+            cache._cachedBytes = 0;
+        }
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static int PosixMemalignHook(void** result, nuint alignment, nuint size)
+    {
+        var cache = Volatile.Read(ref s_installed);
+        if (cache is null) return GlibcPosixMemalign(result, alignment, size); // a call that raced Uninstall
+        if (size < MinBlockBytes || alignment > HugePage) return cache._posixMemalign(result, alignment, size);
+        var user = cache.Allocate(size);
+        if (user == 0) return ENoMem;
+        *result = (void*)user;
+        return 0;
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void FreeHook(void* pointer)
+    {
+        var cache = Volatile.Read(ref s_installed);
+        if (pointer == null) return;
+        if (cache is not null && cache.Release((nint)pointer)) return;
+        if (cache is not null) cache._free(pointer);
+        else GlibcFree(pointer);
+    }
+
+    private nint Allocate(nuint size)
+    {
+        var length = Page + RoundUp(size, Page);
+        lock (_gate)
+        {
+            for (var i = _cached.Count - 1; i >= 0; i--)
+            {
+                if (_cached[i].Length != length) continue;
+                var user = _cached[i].User;
+                _cached.RemoveAt(i);
+                _cachedBytes -= length;
+                Track(user, length);
+                _hits++;
+                return user;
+            }
+            // Unmap at least as many cached bytes as are about to be mapped, so live + cached cannot pass its old peak.
+            nuint released = 0;
+            var evict = 0;
+            while (evict < _cached.Count && released < length) released += _cached[evict++].Length;
+            for (var i = 0; i < evict; i++) Unmap(_cached[i].User, _cached[i].Length);
+            _cached.RemoveRange(0, evict);
+            _cachedBytes -= released;
+            _evicted += evict;
+            _misses++;
+            var fresh = Map(length, size >= HugePage);
+            if (fresh != 0) Track(fresh, length);
+            return fresh;
+        }
+    }
+
+    private void Track(nint user, nuint length)
+    {
+        _live.Add(user, length);
+        _liveBytes += length;
+        _peakMappedBytes = Math.Max(_peakMappedBytes, _liveBytes + _cachedBytes);
+    }
+
+    private bool Release(nint user)
+    {
+        lock (_gate)
+        {
+            if (!_live.Remove(user, out var length)) return false;
+            _liveBytes -= length;
+            _cached.Add((user, length));
+            _cachedBytes += length;
+            return true;
+        }
+    }
+
+    /// <summary>Maps <paramref name="length"/> bytes whose user part starts on a 2 MB boundary (huge pages need it),
+    /// with glibc's mmapped-chunk header in the page before it. Returns the user pointer, or 0.</summary>
+    private static nint Map(nuint length, bool hugePages)
+    {
+        var raw = mmap(0, length + HugePage, ProtRead | ProtWrite, MapPrivate | MapAnonymous, -1, 0);
+        if (raw == -1) return 0;
+        var user = (nint)RoundUp((nuint)raw + Page, HugePage);
+        var block = user - (nint)Page;
+        if (block > raw) munmap(raw, (nuint)(block - raw));
+        var end = raw + (nint)(length + HugePage);
+        if (end > block + (nint)length) munmap(block + (nint)length, (nuint)(end - block - (nint)length));
+        if (hugePages) madvise(user, length - Page, MadvHugePage);
+        // glibc's chunk header: prev_size holds the distance from the mapping's start to the chunk (16 bytes before
+        // the pointer), size holds the rest of the mapping with IS_MMAPPED; glibc's free then unmaps exactly this.
+        ((nuint*)user)[-2] = Page - 16;
+        ((nuint*)user)[-1] = (length - Page + 16) | GlibcIsMmapped;
+        return user;
+    }
+
+    private static void Unmap(nint user, nuint length) => munmap(user - (nint)Page, length);
+
+    private static nuint RoundUp(nuint value, nuint multiple) => (value + multiple - 1) / multiple * multiple;
+
+    /// <summary>Writes <paramref name="value"/> into the pointer-sized slot at <paramref name="slot"/>, lifting the
+    /// page's protection for the write (RELRO makes some slots read-only), and returns what the slot held.</summary>
+    private static nint Write(string[] maps, nint slot, nint value)
+    {
+        var page = slot & ~(nint)(Page - 1);
+        var protection = ProtectionOf(maps, slot);
+        if ((protection & ProtWrite) == 0 && mprotect(page, Page, protection | ProtWrite) != 0)
+            throw new InvalidOperationException($"mprotect failed on 0x{page:x} ({Marshal.GetLastPInvokeError()})");
+        var original = Interlocked.Exchange(ref *(nint*)slot, value);
+        if ((protection & ProtWrite) == 0) mprotect(page, Page, protection);
+        return original;
+    }
+
+    private static int ProtectionOf(string[] maps, nint address)
+    {
+        foreach (var line in maps)
+        {
+            var dash = line.IndexOf('-');
+            var space = line.IndexOf(' ');
+            var start = Convert.ToUInt64(line[..dash], 16);
+            var end = Convert.ToUInt64(line[(dash + 1)..space], 16);
+            if ((ulong)address < start || (ulong)address >= end) continue;
+            var perms = line.AsSpan(space + 1, 4);
+            return (perms[0] == 'r' ? ProtRead : 0) | (perms[1] == 'w' ? ProtWrite : 0) | (perms[2] == 'x' ? 4 : 0);
+        }
+        throw new InvalidOperationException($"address 0x{address:x} is not mapped");
+    }
+
+    /// <summary>The path of the loaded library named <paramref name="fileName"/> and the start of its mapping at file offset 0.</summary>
+    private static (string Path, ulong Start)? FindMapped(string[] maps, string fileName)
+    {
+        foreach (var line in maps)
+        {
+            var fields = line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
+            if (fields.Length < 6 || Convert.ToUInt64(fields[2], 16) != 0) continue;
+            var path = fields[5].Trim();
+            if (Path.GetFileName(path) != fileName) continue;
+            return (path, Convert.ToUInt64(fields[0][..fields[0].IndexOf('-')], 16));
+        }
+        return null;
+    }
+
+    [LibraryImport("libc", EntryPoint = "posix_memalign")]
+    private static partial int GlibcPosixMemalign(void** result, nuint alignment, nuint size);
+
+    [LibraryImport("libc", EntryPoint = "free")]
+    private static partial void GlibcFree(void* pointer);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial nint mmap(nint address, nuint length, int protection, int flags, int fd, nint offset);
+
+    [LibraryImport("libc")]
+    private static partial int munmap(nint address, nuint length);
+
+    [LibraryImport("libc")]
+    private static partial int madvise(nint address, nuint length, int advice);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int mprotect(nint address, nuint length, int protection);
+}
