@@ -105,7 +105,7 @@ public static class TrainSpeedBenchmark
                 result.ProcessedTokens, flops.PerToken * positions, flops.SixNPerToken * positions, perStep, parts));
             log.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"checkpointing {checkpointing}: steps {string.Join(", ", steps.Select(s => s.ToString("F2")))} s; {runs[^1].PositionsPerSecond:F0} positions/s, " +
-                $"{runs[^1].ModelFlopsPerSecond / 1e9:F0} GFLOP/s; {TrainingWorker.DescribeMemory()}"));
+                $"{runs[^1].ModelFlopsPerSecond / 1e9:F0} GFLOP/s; {TrainingWorker.DescribeMemory()}; tensor blocks {Ertas.Modeling.Native.TensorBlockCache.Current}"));
         }
         return new TrainSpeedBenchResult(Preset, flops.TotalParameters, flops.MatmulParameters, flops.LoraParameters, SequenceLength, Rank, Threads,
             compute.ToString(), flops.PerToken, flops.SixNPerToken, matmul, matmulBf16, runs, LabelledFraction: labelled);

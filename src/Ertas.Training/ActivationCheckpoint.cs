@@ -1,3 +1,4 @@
+using Ertas.Modeling.Native;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -33,7 +34,14 @@ public static class ActivationCheckpoint
         vars[0] = input;
         vars[1] = new Recipe(fn, parameters.Count, returned);
         for (var i = 0; i < parameters.Count; i++) vars[2 + i] = parameters[i];
-        return CheckpointFunction.apply(vars);
+        try
+        {
+            return CheckpointFunction.apply(vars);
+        }
+        finally
+        {
+            TensorBlockCache.EndOutputMetadata();
+        }
     }
 
     /// <summary>What backward needs besides the saved tensors.</summary>
@@ -61,7 +69,9 @@ public static class ActivationCheckpoint
             // apply() runs this with grad disabled: no graph. The scope frees the layer's temporaries now; left to the
             // caller's scope they would live until the whole step ends, and checkpointing would save nothing.
             using var scope = NewDisposeScope();
-            return recipe.Fn(input).MoveToOuterDisposeScope();
+            var output = recipe.Fn(input).MoveToOuterDisposeScope();
+            TensorBlockCache.BeginOutputMetadata(); // apply() now allocates an unwritten copy of the output
+            return output;
         }
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)

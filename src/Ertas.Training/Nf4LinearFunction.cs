@@ -1,3 +1,4 @@
+using Ertas.Modeling.Native;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -22,7 +23,9 @@ internal sealed class Nf4LinearFunction : autograd.SingleTensorFunction<Nf4Linea
         ctx.save_data("weight", weight);
         ctx.save_data("dtype", x.dtype);
         using var w = Dequantize(weight, x.dtype);
-        return F.linear(x, w.Weight);
+        var y = F.linear(x, w.Weight);
+        TensorBlockCache.BeginOutputMetadata(); // apply() now allocates an unwritten copy of y (see TensorBlockCache)
+        return y;
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
@@ -47,6 +50,13 @@ internal sealed class Nf4LinearFunction : autograd.SingleTensorFunction<Nf4Linea
         // where it would keep the output's storage alive after the caller has disposed the handle it was given. This
         // scope takes forward's handle (and the dequantized weight's) and lets only the returned one out.
         using var scope = NewDisposeScope();
-        return apply(x, weight).MoveToOuterDisposeScope();
+        try
+        {
+            return apply(x, weight).MoveToOuterDisposeScope();
+        }
+        finally
+        {
+            TensorBlockCache.EndOutputMetadata();
+        }
     }
 }

@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Ertas.Modeling.Native;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -126,4 +129,26 @@ public sealed class ActivationCheckpointTests
             Assert.Equal(plain[i], checkpointed[i]);
         Assert.Contains(plain[0], v => v != 0);
     }
+
+    [SkippableFact]
+    public void TheCheckpointsUnwrittenOutputCopyLeavesCachedBlocksForTheNextTensor()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture == Architecture.X64, "the tensor block cache is Linux x64 only");
+        Ertas.Modeling.Native.TorchSharpNativeFix.EnsureTorchLoaded();
+        Skip.If(TensorBlockCache.Current is null, "the tensor block cache is not installed");
+        const long rows = 512, width = 1024; // 2 MB of float32: above the cache's 1 MB threshold
+        using var x = Tensors.Gaussian([rows, width], 3, 1.0).requires_grad_();
+        var cached = new HashSet<nint>();
+        using (var a = empty([rows, width])) using (var b = empty([rows, width]))
+            cached.UnionWith([DataPointer(a), DataPointer(b)]);
+        // The layer's output takes one cached block; TorchSharp's apply() then allocates an empty_like of the output
+        // that is never written, which must get a fresh mapping and leave the other resident block cached.
+        using var y = ActivationCheckpoint.Run(h => h.mul(h), x, []);
+        Assert.Contains(DataPointer(y), cached);
+        using var next = empty([rows, width]);
+        Assert.Contains(DataPointer(next), cached);
+        Assert.NotEqual(DataPointer(y), DataPointer(next));
+    }
+
+    private static unsafe nint DataPointer(Tensor t) => (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
 }

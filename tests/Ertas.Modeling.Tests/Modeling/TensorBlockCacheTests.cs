@@ -66,6 +66,30 @@ public sealed class TensorBlockCacheTests
     }
 
     [SkippableFact]
+    public void OutputMetadataAllocationsGetFreshMappingsAndReuseResumesAfterTheEnd()
+    {
+        Installed();
+        nint freed;
+        using (var a = empty(5 * MiB, ScalarType.Byte)) freed = DataPointer(a);
+        Tensor metadata;
+        TensorBlockCache.BeginOutputMetadata();
+        try
+        {
+            metadata = empty(5 * MiB, ScalarType.Byte); // what TorchSharp's apply() allocates and never writes
+        }
+        finally
+        {
+            TensorBlockCache.EndOutputMetadata();
+        }
+        using (metadata)
+        {
+            Assert.NotEqual(freed, DataPointer(metadata)); // the resident block stays cached
+            using var next = empty(5 * MiB, ScalarType.Byte);
+            Assert.Equal(freed, DataPointer(next));
+        }
+    }
+
+    [SkippableFact]
     public void LivePlusCachedBytesNeverExceedTheMostBytesLiveAtOnce()
     {
         Installed();
@@ -93,6 +117,7 @@ public sealed class TensorBlockCacheTests
         var end = TensorBlockCache.Current!.Value;
         foreach (var t in held) t.Dispose();
         Assert.True(end.Hits > start.Hits, "some blocks were reused");
+        Assert.True(end.ShrunkHits > start.ShrunkHits, "some larger blocks were cut down to size");
         Assert.True(end.EvictedBlocks > start.EvictedBlocks, "some misses had to unmap cached blocks first");
         Assert.InRange(end.PeakMappedBytes, 0, mostLive);
     }
