@@ -107,6 +107,14 @@ public static class TrainSpeedBenchmark
                 $"checkpointing {checkpointing}: steps {string.Join(", ", steps.Select(s => s.ToString("F2")))} s; {runs[^1].PositionsPerSecond:F0} positions/s, " +
                 $"{runs[^1].ModelFlopsPerSecond / 1e9:F0} GFLOP/s; {TrainingWorker.DescribeMemory()}; tensor blocks {Ertas.Modeling.Native.TensorBlockCache.Current}"));
         }
+        // A neighbour's load on a shared VM can slow the first measurement (one run read 269 GFLOP/s at 1024^3, another
+        // 762): measured again after the runs, each size keeps the faster time, so MFU is never against a low peak.
+        for (var i = 0; i < matmul.Count; i++)
+        {
+            var again = MeasureMatmul(matmul[i].Size, dtype);
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{dtype} matmul {again.Size}^3 after the runs: {again.GFlops:F0} GFLOP/s"));
+            if (again.MedianSeconds < matmul[i].MedianSeconds) matmul[i] = again;
+        }
         return new TrainSpeedBenchResult(Preset, flops.TotalParameters, flops.MatmulParameters, flops.LoraParameters, SequenceLength, Rank, Threads,
             compute.ToString(), flops.PerToken, flops.SixNPerToken, matmul, matmulBf16, runs, LabelledFraction: labelled);
     }
@@ -227,7 +235,7 @@ public static class TrainSpeedBenchmark
         md.AppendLine(inv, $"`Trainer.Train` on the {r.Preset} preset ({r.Parameters / 1e6:F1} M parameters: {r.MatmulParameters / 1e6:F1} M in projections and lm_head, the rest the embedding;");
         md.AppendLine(inv, $"hidden 768, 12 layers, 12/4 heads, SwiGLU 2048, vocab 32000): NF4 base, LoRA r {r.Rank} on all seven projections ({r.LoraParameters / 1e6:F2} M trainable),");
         md.AppendLine(inv, $"**{r.Compute} compute**, rows of {r.SequenceLength}, batch {BatchSize}, dropout 0.05, AdamW, {r.Threads} threads; one warm-up step, then the median of {MeasuredSteps} steps.");
-        md.AppendLine(inv, $"Peak = the best {r.Compute} `torch.matmul` FLOP/s on square matrices, same process and threads:");
+        md.AppendLine(inv, $"Peak = the best {r.Compute} `torch.matmul` FLOP/s on square matrices, same process and threads, the faster of a measurement before and one after the runs:");
         md.AppendLine(inv, $"{string.Join(", ", r.Matmul.Select(m => $"{m.Size}^3 {m.GFlops:F0}"))} GFLOP/s.");
         if (r.Compute != "BF16")
             md.AppendLine(inv, $"bf16 was asked for, but this CPU (AVX2, no AVX512-BF16 or AMX) has no native bf16 matmul: libtorch's fallback ran a 512^3 bf16 matmul at {r.MatmulBf16[0].GFlops:F1} GFLOP/s, so the run uses float32 and its MFU is against the float32 peak.");

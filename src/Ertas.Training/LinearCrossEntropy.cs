@@ -41,6 +41,9 @@ public static class LinearCrossEntropy
         return (Function.apply(selected, weight, targets), rows);
     }
 
+    /// <summary>lm_head's weight needs no gradient, so it is kept as data rather than a saved variable.</summary>
+    private sealed record FrozenWeight(Tensor Tensor);
+
     private sealed class Function : autograd.SingleTensorFunction<Function>
     {
         public override string Name => nameof(LinearCrossEntropy);
@@ -50,7 +53,7 @@ public static class LinearCrossEntropy
         {
             var (hidden, weight, targets) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2]);
             ctx.save_for_backward([hidden, targets]);
-            ctx.save_data("weight", weight);
+            ctx.save_data("weight", new FrozenWeight(weight)); // a holder: TorchSharp prints a warning for every bare tensor
             using var scope = NewDisposeScope();
             var chunk = ChunkRows(weight.shape[0]);
             var total = zeros([], ScalarType.Float32, hidden.device);
@@ -68,7 +71,7 @@ public static class LinearCrossEntropy
         {
             var saved = ctx.get_saved_variables();
             var (hidden, targets) = (saved[0], saved[1]);
-            var weight = (Tensor)ctx.get_data("weight");
+            var weight = ((FrozenWeight)ctx.get_data("weight")).Tensor;
             using var scope = NewDisposeScope();
             var g = grad_output.to(ScalarType.Float32);
             var negG = g.neg();
