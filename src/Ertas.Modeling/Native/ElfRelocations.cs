@@ -3,8 +3,9 @@ using static Ertas.Modeling.Native.ElfVersionNeeds;
 namespace Ertas.Modeling.Native;
 
 /// <summary>One relocation that fills a pointer slot (<c>R_X86_64_GLOB_DAT</c> or <c>R_X86_64_JUMP_SLOT</c>) with the
-/// address of <see cref="Symbol"/>; <see cref="Offset"/> is the slot's address relative to the load bias.</summary>
-public readonly record struct RelocationSlot(string Symbol, ulong Offset);
+/// address of <see cref="Symbol"/>; <see cref="Offset"/> is the slot's address relative to the load bias;
+/// <see cref="JumpSlot"/>: a PLT slot (calls go through it) rather than a GLOB_DAT one (the address taken).</summary>
+public readonly record struct RelocationSlot(string Symbol, ulong Offset, bool JumpSlot);
 
 /// <summary>Just enough of ELF64 (System V gABI, x86-64 psABI) to find where a shared object keeps the addresses of
 /// functions it imports: its global offset table slots, named by the dynamic relocations that fill them.</summary>
@@ -37,7 +38,7 @@ public static class ElfRelocations
                 var symbol = symtab.Offset + (long)(info >> 32) * SymbolSize;
                 CheckRange(elf, symbol, SymbolSize, "symbol");
                 var name = ReadString(elf, strings, U32(elf, symbol));
-                if (symbols.Contains(name)) slots.Add(new RelocationSlot(name, U64(elf, at)));
+                if (symbols.Contains(name)) slots.Add(new RelocationSlot(name, U64(elf, at), type == RX86_64JumpSlot));
             }
         }
         return slots;

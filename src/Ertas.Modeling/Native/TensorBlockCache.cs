@@ -17,9 +17,9 @@ namespace Ertas.Modeling.Native;
 /// Memory: a request takes a cached block of its exact size, else a cached block up to twice its size with the tail
 /// unmapped, else cached blocks (oldest first) are unmapped until as many bytes as the new block are released (or the
 /// cache is empty) before anything new is mapped. So live plus cached bytes never exceed the most bytes ever live at
-/// once. The one allocation that is live but never written, TorchSharp's copy of each custom autograd function's
-/// output (<see cref="BeginOutputMetadata"/>), gets a fresh mapping and is unmapped when freed: a recycled, resident
-/// block would have made it count. With that, the 7b preset's QLoRA step peaks at the same RSS as without the cache.
+/// once, not counting the one allocation that is live but never written: TorchSharp's copy of each custom autograd
+/// function's output (<see cref="BeginOutputMetadata"/>) gets a fresh mapping, which holds no pages, and is unmapped
+/// when freed (a recycled, resident block would have made it count). With that, the 7b preset's QLoRA step peaks at the same RSS as without the cache.
 /// </para>
 /// <para>
 /// How: the entries for <c>posix_memalign</c> and <c>free</c> in libc10's global offset table are pointed at this class.
@@ -90,26 +90,50 @@ public sealed unsafe partial class TensorBlockCache
         lock (InstallGate)
         {
             if (s_installed is not null) return null;
-            var maps = File.ReadAllLines("/proc/self/maps");
-            var library = FindMapped(maps, "libc10.so");
-            if (library is null) return "libc10.so is not loaded";
-            var (path, start) = library.Value;
-            var elf = File.ReadAllBytes(path);
-            var slots = ElfRelocations.FindSlots(elf, ["posix_memalign", "free"]);
-            if (!slots.Any(s => s.Symbol == "posix_memalign") || !slots.Any(s => s.Symbol == "free"))
-                return $"{path} does not import posix_memalign and free";
-            var loadBias = (nint)(start - ElfRelocations.FirstLoadAddress(elf));
-            var libc = NativeLibrary.Load("libc.so.6");
-            var cache = new TensorBlockCache(new (nint, nint)[slots.Count],
-                NativeLibrary.GetExport(libc, "posix_memalign"), NativeLibrary.GetExport(libc, "free"));
-            Volatile.Write(ref s_installed, cache); // before the first hooked call can arrive
-            for (var i = 0; i < slots.Count; i++)
+            TensorBlockCache? cache = null;
+            var written = 0;
+            try
             {
-                var slot = loadBias + (nint)slots[i].Offset;
-                nint hook = slots[i].Symbol == "free"
-                    ? (nint)(delegate* unmanaged[Cdecl]<void*, void>)&FreeHook
-                    : (nint)(delegate* unmanaged[Cdecl]<void**, nuint, nuint, int>)&PosixMemalignHook;
-                cache._patched[i] = (slot, Write(maps, slot, hook));
+                var maps = File.ReadAllLines("/proc/self/maps");
+                var library = FindMapped(maps, "libc10.so");
+                if (library is null) return "libc10.so is not loaded";
+                var (path, start) = library.Value;
+                var elf = File.ReadAllBytes(path);
+                // Only the PLT slots: they are what libc10's calls go through, and they lie outside RELRO. free's GLOB_DAT
+                // slot serves c10::demangle's string deleter, which is not tensor memory.
+                var slots = ElfRelocations.FindSlots(elf, ["posix_memalign", "free"]).Where(r => r.JumpSlot).ToList();
+                if (!slots.Any(r => r.Symbol == "posix_memalign") || !slots.Any(r => r.Symbol == "free"))
+                    return $"{path} does not import posix_memalign and free through its PLT";
+                var libc = NativeLibrary.Load("libc.so.6");
+                var (libcMemalign, libcFree) = (NativeLibrary.GetExport(libc, "posix_memalign"), NativeLibrary.GetExport(libc, "free"));
+                // With another allocator preloaded (jemalloc, tcmalloc), libc10's other memory is that allocator's, and
+                // handing it to glibc would abort: stay out of the way.
+                if (dlsym(0, "free") != libcFree || dlsym(0, "posix_memalign") != libcMemalign)
+                    return "another malloc is preloaded";
+                var loadBias = (nint)(start - ElfRelocations.FirstLoadAddress(elf));
+                cache = new TensorBlockCache(new (nint, nint)[slots.Count], libcMemalign, libcFree);
+                Volatile.Write(ref s_installed, cache); // before the first hooked call can arrive
+                // posix_memalign first and free last (Uninstall goes the other way), so no block of ours reaches glibc's free.
+                foreach (var relocation in slots.OrderBy(r => r.Symbol == "free"))
+                {
+                    var slot = loadBias + (nint)relocation.Offset;
+                    nint hook = relocation.Symbol == "free"
+                        ? (nint)(delegate* unmanaged[Cdecl]<void*, void>)&FreeHook
+                        : (nint)(delegate* unmanaged[Cdecl]<void**, nuint, nuint, int>)&PosixMemalignHook;
+                    cache._patched[written] = (slot, Write(maps, slot, hook));
+                    written++;
+                }
+            }
+            catch (Exception e) // whatever went wrong (an odd ELF, /proc unreadable, mprotect refused), torch must still load
+            {
+                // Optional: put back what was written and go on without it.
+                if (cache is not null)
+                {
+                    var maps = File.ReadAllLines("/proc/self/maps");
+                    for (var i = written - 1; i >= 0; i--) Write(maps, cache._patched[i].Slot, cache._patched[i].Original);
+                    Volatile.Write(ref s_installed, null);
+                }
+                return $"the tensor block cache could not hook libc10: {e.Message}";
             }
             AppDomain.CurrentDomain.ProcessExit += (_, _) => Uninstall();
             return null;
@@ -124,8 +148,8 @@ public sealed unsafe partial class TensorBlockCache
             var cache = s_installed;
             if (cache is null) return;
             var maps = File.ReadAllLines("/proc/self/maps");
-            foreach (var (slot, original) in cache._patched) Write(maps, slot, original);
-            s_installed = null;
+            for (var i = cache._patched.Length - 1; i >= 0; i--) Write(maps, cache._patched[i].Slot, cache._patched[i].Original);
+            Volatile.Write(ref s_installed, null);
             lock (cache._gate)
             {
                 foreach (var (user, length) in cache._cached) Unmap(user, length);
@@ -172,10 +196,17 @@ public sealed unsafe partial class TensorBlockCache
         var cache = Volatile.Read(ref s_installed);
         if (cache is null) return GlibcPosixMemalign(result, alignment, size); // a call that raced Uninstall
         if (size < MinBlockBytes || alignment > HugePage) return cache._posixMemalign(result, alignment, size);
-        var user = cache.Allocate(size);
-        if (user == 0) return ENoMem;
-        *result = (void*)user;
-        return 0;
+        try
+        {
+            var user = cache.Allocate(size);
+            if (user == 0) return ENoMem;
+            *result = (void*)user;
+            return 0;
+        }
+        catch (Exception) // an exception must not cross into libtorch (it would end the process): report no memory
+        {
+            return ENoMem;
+        }
     }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
@@ -183,7 +214,14 @@ public sealed unsafe partial class TensorBlockCache
     {
         var cache = Volatile.Read(ref s_installed);
         if (pointer == null) return;
-        if (cache is not null && cache.Release((nint)pointer)) return;
+        try
+        {
+            if (cache is not null && cache.Release((nint)pointer)) return;
+        }
+        catch (Exception) // see PosixMemalignHook; a block whose release failed stays mapped, which is only a leak
+        {
+            return;
+        }
         if (cache is not null) cache._free(pointer);
         else GlibcFree(pointer);
     }
@@ -238,6 +276,15 @@ public sealed unsafe partial class TensorBlockCache
             _evicted += evict;
             _misses++;
             var fresh = Map(length, size >= HugePage);
+            if (fresh == 0 && _cached.Count > 0)
+            {
+                // Out of address space or over a mapping limit: give every cached block back and try once more.
+                foreach (var (user, had) in _cached) Unmap(user, had);
+                _evicted += _cached.Count;
+                _cached.Clear();
+                _cachedBytes = 0;
+                fresh = Map(length, size >= HugePage);
+            }
             if (fresh != 0) Track(fresh, length);
             return fresh;
         }
@@ -245,6 +292,9 @@ public sealed unsafe partial class TensorBlockCache
 
     private void Track(nint user, nuint length, bool untouched = false)
     {
+        // A block freed past libc10 (glibc unmapped it: the header allows that) leaves a stale entry whose address
+        // mmap can hand out again; the new block replaces it.
+        if (_live.Remove(user, out var stale)) _liveBytes -= stale.Length;
         _live.Add(user, (length, untouched));
         _liveBytes += length;
         _peakMappedBytes = Math.Max(_peakMappedBytes, _liveBytes + _cachedBytes);
@@ -252,10 +302,18 @@ public sealed unsafe partial class TensorBlockCache
 
     private bool Release(nint user)
     {
+        // Most frees are small glibc chunks: a block of ours is 2 MB aligned and carries its header, checked before any
+        // lookup, so an address glibc reused after freeing a block itself is never taken for one.
+        if ((user & (nint)(HugePage - 1)) != 0 || ((nuint*)user)[-2] != Page - 16 || (((nuint*)user)[-1] & GlibcIsMmapped) == 0)
+            return false;
         (nuint Length, bool Untouched) block;
         lock (_gate)
         {
-            if (!_live.Remove(user, out block)) return false;
+            // After Uninstall a late free goes to glibc, which unmaps the block through its header.
+            if (!ReferenceEquals(Volatile.Read(ref s_installed), this)) return false;
+            if (!_live.TryGetValue(user, out block) || ((nuint*)user)[-1] != ((block.Length - Page + 16) | GlibcIsMmapped))
+                return false;
+            _live.Remove(user);
             _liveBytes -= block.Length;
             if (!block.Untouched)
             {
@@ -340,6 +398,9 @@ public sealed unsafe partial class TensorBlockCache
         }
         return null;
     }
+
+    [LibraryImport("libc", EntryPoint = "dlsym", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial nint dlsym(nint handle, string symbol);
 
     [LibraryImport("libc", EntryPoint = "posix_memalign")]
     private static partial int GlibcPosixMemalign(void** result, nuint alignment, nuint size);

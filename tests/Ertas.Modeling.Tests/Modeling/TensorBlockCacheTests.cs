@@ -43,7 +43,7 @@ public sealed class TensorBlockCacheTests
         var expected = output.Split('\n')
             .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
             .Where(f => f.Length >= 5 && f[2] is "R_X86_64_GLOB_DAT" or "R_X86_64_JUMP_SLOT" or "R_X86_64_JUMP_SLO")
-            .Select(f => new RelocationSlot(f[4].Split('@')[0], ulong.Parse(f[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture)))
+            .Select(f => new RelocationSlot(f[4].Split('@')[0], ulong.Parse(f[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture), f[2] != "R_X86_64_GLOB_DAT"))
             .Where(s => s.Symbol is "posix_memalign" or "free")
             .ToList();
         Assert.Contains(expected, s => s.Symbol == "posix_memalign");
