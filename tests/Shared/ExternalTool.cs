@@ -14,7 +14,8 @@ public static class ExternalTool
 
     /// <summary>Runs <paramref name="file"/> and returns its exit code with stdout then stderr (UTF-8, trimmed); kills it and
     /// throws <see cref="TimeoutException"/> after <paramref name="timeoutSeconds"/>.</summary>
-    public static (int Exit, string Output) Run(string file, string workingDirectory, int timeoutSeconds, IEnumerable<string> arguments)
+    public static (int Exit, string Output) Run(string file, string workingDirectory, int timeoutSeconds, IEnumerable<string> arguments,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo(file)
         {
@@ -27,6 +28,8 @@ public static class ExternalTool
         };
         foreach (var argument in arguments)
             start.ArgumentList.Add(argument);
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+            start.Environment[name] = value;
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
