@@ -19,7 +19,8 @@ namespace Ertas.Modeling.Native;
 /// cache is empty) before anything new is mapped. So live plus cached bytes never exceed the most bytes ever live at
 /// once, not counting the one allocation that is live but never written: TorchSharp's copy of each custom autograd
 /// function's output (<see cref="BeginOutputMetadata"/>) gets a fresh mapping, which holds no pages, and is unmapped
-/// when freed (a recycled, resident block would have made it count). With that, the 7b preset's QLoRA step peaks at the same RSS as without the cache.
+/// when freed (a recycled, resident block would have made it count). With that, the 7b preset's QLoRA step peaks at
+/// the same RSS as without the cache.
 /// </para>
 /// <para>
 /// How: the entries for <c>posix_memalign</c> and <c>free</c> in libc10's global offset table are pointed at this class.
@@ -52,17 +53,10 @@ public sealed unsafe partial class TensorBlockCache
     private readonly Dictionary<nint, (nuint Length, bool Untouched)> _live = []; // user pointer -> mapping
     private readonly List<(nint User, nuint Length)> _cached = []; // oldest first
     private readonly (nint Slot, nint Original)[] _patched;
-    private readonly delegate* unmanaged<void**, nuint, nuint, int> _posixMemalign;
-    private readonly delegate* unmanaged<void*, void> _free;
     private nuint _liveBytes, _cachedBytes, _peakMappedBytes;
     private long _hits, _misses, _evicted, _shrunk;
 
-    private TensorBlockCache((nint, nint)[] patched, nint posixMemalign, nint free)
-    {
-        _patched = patched;
-        _posixMemalign = (delegate* unmanaged<void**, nuint, nuint, int>)posixMemalign;
-        _free = (delegate* unmanaged<void*, void>)free;
-    }
+    private TensorBlockCache(int slots) => _patched = new (nint, nint)[slots];
 
     /// <summary>Counters since install: blocks reused, blocks mapped fresh, cached bytes unmapped to make room.</summary>
     public readonly record struct Statistics(long Hits, long ShrunkHits, long Misses, long EvictedBlocks, long LiveBytes, long CachedBytes, long PeakMappedBytes);
@@ -104,14 +98,14 @@ public sealed unsafe partial class TensorBlockCache
                 var slots = ElfRelocations.FindSlots(elf, ["posix_memalign", "free"]).Where(r => r.JumpSlot).ToList();
                 if (!slots.Any(r => r.Symbol == "posix_memalign") || !slots.Any(r => r.Symbol == "free"))
                     return $"{path} does not import posix_memalign and free through its PLT";
-                var libc = NativeLibrary.Load("libc.so.6");
-                var (libcMemalign, libcFree) = (NativeLibrary.GetExport(libc, "posix_memalign"), NativeLibrary.GetExport(libc, "free"));
                 // With another allocator preloaded (jemalloc, tcmalloc), libc10's other memory is that allocator's, and
                 // handing it to glibc would abort: stay out of the way.
-                if (dlsym(0, "free") != libcFree || dlsym(0, "posix_memalign") != libcMemalign)
+                var libc = NativeLibrary.Load("libc.so.6");
+                if (dlsym(0, "free") != NativeLibrary.GetExport(libc, "free")
+                    || dlsym(0, "posix_memalign") != NativeLibrary.GetExport(libc, "posix_memalign"))
                     return "another malloc is preloaded";
                 var loadBias = (nint)(start - ElfRelocations.FirstLoadAddress(elf));
-                cache = new TensorBlockCache(new (nint, nint)[slots.Count], libcMemalign, libcFree);
+                cache = new TensorBlockCache(slots.Count);
                 Volatile.Write(ref s_installed, cache); // before the first hooked call can arrive
                 // posix_memalign first and free last (Uninstall goes the other way), so no block of ours reaches glibc's free.
                 foreach (var relocation in slots.OrderBy(r => r.Symbol == "free"))
@@ -150,12 +144,7 @@ public sealed unsafe partial class TensorBlockCache
             var maps = File.ReadAllLines("/proc/self/maps");
             for (var i = cache._patched.Length - 1; i >= 0; i--) Write(maps, cache._patched[i].Slot, cache._patched[i].Original);
             Volatile.Write(ref s_installed, null);
-            lock (cache._gate)
-            {
-                foreach (var (user, length) in cache._cached) Unmap(user, length);
-                cache._cached.Clear();
-                cache._cachedBytes = 0;
-            }
+            lock (cache._gate) cache.UnmapCached();
         }
     }
 
@@ -182,20 +171,15 @@ public sealed unsafe partial class TensorBlockCache
     {
         var cache = Volatile.Read(ref s_installed);
         if (cache is null) return;
-        lock (cache._gate)
-        {
-            foreach (var (user, length) in cache._cached) Unmap(user, length);
-            cache._cached.Clear();
-            cache._cachedBytes = 0;
-        }
+        lock (cache._gate) cache.UnmapCached();
     }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static int PosixMemalignHook(void** result, nuint alignment, nuint size)
     {
         var cache = Volatile.Read(ref s_installed);
-        if (cache is null) return GlibcPosixMemalign(result, alignment, size); // a call that raced Uninstall
-        if (size < MinBlockBytes || alignment > HugePage) return cache._posixMemalign(result, alignment, size);
+        // Small requests, odd alignments and a call that raced Uninstall go to glibc.
+        if (cache is null || size < MinBlockBytes || alignment > HugePage) return GlibcPosixMemalign(result, alignment, size);
         try
         {
             var user = cache.Allocate(size);
@@ -222,8 +206,7 @@ public sealed unsafe partial class TensorBlockCache
         {
             return;
         }
-        if (cache is not null) cache._free(pointer);
-        else GlibcFree(pointer);
+        GlibcFree(pointer);
     }
 
     private nint Allocate(nuint size)
@@ -252,7 +235,8 @@ public sealed unsafe partial class TensorBlockCache
                 _hits++;
                 return user;
             }
-            // A larger resident block (at most twice the size, so big blocks are not spent on small tensors), cut down to size, serves without faults and only lowers live + cached.
+            // A larger resident block cut down to size serves without faults and only lowers live + cached; at most twice
+            // the size, so big blocks are not spent on small tensors.
             var best = -1;
             for (var i = 0; i < _cached.Count; i++)
                 if (_cached[i].Length > length && _cached[i].Length <= 2 * length && (best < 0 || _cached[i].Length < _cached[best].Length)) best = i;
@@ -279,15 +263,21 @@ public sealed unsafe partial class TensorBlockCache
             if (fresh == 0 && _cached.Count > 0)
             {
                 // Out of address space or over a mapping limit: give every cached block back and try once more.
-                foreach (var (user, had) in _cached) Unmap(user, had);
                 _evicted += _cached.Count;
-                _cached.Clear();
-                _cachedBytes = 0;
+                UnmapCached();
                 fresh = Map(length, size >= HugePage);
             }
             if (fresh != 0) Track(fresh, length);
             return fresh;
         }
+    }
+
+    /// <summary>Unmaps every cached block; the caller holds <see cref="_gate"/>.</summary>
+    private void UnmapCached()
+    {
+        foreach (var (user, length) in _cached) Unmap(user, length);
+        _cached.Clear();
+        _cachedBytes = 0;
     }
 
     private void Track(nint user, nuint length, bool untouched = false)
@@ -374,12 +364,9 @@ public sealed unsafe partial class TensorBlockCache
     {
         foreach (var line in maps)
         {
-            var dash = line.IndexOf('-');
-            var space = line.IndexOf(' ');
-            var start = Convert.ToUInt64(line[..dash], 16);
-            var end = Convert.ToUInt64(line[(dash + 1)..space], 16);
-            if ((ulong)address < start || (ulong)address >= end) continue;
-            var perms = line.AsSpan(space + 1, 4);
+            var mapping = MapsLine.Parse(line);
+            if (!mapping.Contains((ulong)address)) continue;
+            var perms = mapping.Permissions;
             return (perms[0] == 'r' ? ProtRead : 0) | (perms[1] == 'w' ? ProtWrite : 0) | (perms[2] == 'x' ? 4 : 0);
         }
         throw new InvalidOperationException($"address 0x{address:x} is not mapped");
@@ -390,11 +377,8 @@ public sealed unsafe partial class TensorBlockCache
     {
         foreach (var line in maps)
         {
-            var fields = line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
-            if (fields.Length < 6 || Convert.ToUInt64(fields[2], 16) != 0) continue;
-            var path = fields[5].Trim();
-            if (Path.GetFileName(path) != fileName) continue;
-            return (path, Convert.ToUInt64(fields[0][..fields[0].IndexOf('-')], 16));
+            var mapping = MapsLine.Parse(line);
+            if (mapping.Offset == 0 && Path.GetFileName(mapping.Path) == fileName) return (mapping.Path, mapping.Start);
         }
         return null;
     }
@@ -419,4 +403,18 @@ public sealed unsafe partial class TensorBlockCache
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int mprotect(nint address, nuint length, int protection);
+}
+
+/// <summary>One line of <c>/proc/self/maps</c>: <c>start-end perms offset dev inode [path]</c>.</summary>
+public readonly record struct MapsLine(ulong Start, ulong End, string Permissions, ulong Offset, string Path)
+{
+    public bool Contains(ulong address) => address >= Start && address < End;
+
+    public static MapsLine Parse(string line)
+    {
+        var fields = line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
+        var range = fields[0].Split('-');
+        return new MapsLine(Convert.ToUInt64(range[0], 16), Convert.ToUInt64(range[1], 16), fields[1],
+            Convert.ToUInt64(fields[2], 16), fields.Length == 6 ? fields[5].Trim() : "");
+    }
 }

@@ -145,11 +145,6 @@ public sealed class TensorBlockCacheTests
         Assert.NotNull(TensorBlockCache.Current);
     }
 
-    private static bool IsMapped(nint address) => File.ReadLines("/proc/self/maps").Any(line =>
-    {
-        var range = line[..line.IndexOf(' ')].Split('-');
-        var start = ulong.Parse(range[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-        var end = ulong.Parse(range[1], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-        return (ulong)address >= start && (ulong)address < end;
-    });
+    private static bool IsMapped(nint address) =>
+        File.ReadLines("/proc/self/maps").Any(line => MapsLine.Parse(line).Contains((ulong)address));
 }
