@@ -28,7 +28,7 @@ public sealed record TrainSpeedRun(bool Checkpointing, int BatchSize, int Measur
 
 public sealed record TrainSpeedBenchResult(string Preset, long Parameters, long MatmulParameters, long LoraParameters, int SequenceLength,
     int Rank, int Threads, string Compute, double FlopsPerToken, double SixNPerToken, IReadOnlyList<MatmulPeak> Matmul, IReadOnlyList<MatmulPeak> MatmulBf16, IReadOnlyList<TrainSpeedRun> Runs,
-    double PeakRssMb = 0, string LoadBefore = "", string LoadAfter = "", double LabelledFraction = 1)
+    double PeakRssMb = 0, string LoadBefore = "", string LoadAfter = "", double LabelledFraction = 1, double AttentionSpan = 0)
 {
     public double PeakMatmulFlops => Matmul.Max(m => m.GFlops) * 1e9;
 }
@@ -75,8 +75,9 @@ public static class TrainSpeedBenchmark
         var config = MistralConfig.Load(baseFolder);
         var data = TrainingWorker.SyntheticData(baseFolder, workFolder, SequenceLength, examples: 96);
         var labelled = LabelledFraction(data.Train);
-        var flops = TrainingFlops.For(config, Rank, SequenceLength, labelled);
-        log.WriteLine($"{data.Train.RowCount} rows of {SequenceLength}; {flops.PerToken / 1e6:F1} MFLOP per position (6N: {flops.SixNPerToken / 1e6:F1})");
+        var span = AttentionSpan(data.Train);
+        var flops = TrainingFlops.For(config, Rank, span, labelled);
+        log.WriteLine($"{data.Train.RowCount} rows of {SequenceLength}, attention span {span:F0}; {flops.PerToken / 1e6:F1} MFLOP per position (6N: {flops.SixNPerToken / 1e6:F1})");
         var runs = new List<TrainSpeedRun>();
         foreach (var checkpointing in new[] { false, true })
         {
@@ -116,7 +117,7 @@ public static class TrainSpeedBenchmark
             if (again.MedianSeconds < matmul[i].MedianSeconds) matmul[i] = again;
         }
         return new TrainSpeedBenchResult(Preset, flops.TotalParameters, flops.MatmulParameters, flops.LoraParameters, SequenceLength, Rank, Threads,
-            compute.ToString(), flops.PerToken, flops.SixNPerToken, matmul, matmulBf16, runs, LabelledFraction: labelled);
+            compute.ToString(), flops.PerToken, flops.SixNPerToken, matmul, matmulBf16, runs, LabelledFraction: labelled, AttentionSpan: span);
     }
 
     /// <summary>Diagnostics: RSS after each step, activation checkpointing off and on (float32, batch 1).</summary>
@@ -196,6 +197,26 @@ public static class TrainSpeedBenchmark
         return new MatmulPeak(size, Timing.MedianSeconds(() => { using (matmul(a, b)) { } }, runs: size >= 4096 ? 3 : 7));
     }
 
+    /// <summary>Sum over the packed segments (runs of one segment id, padding included: each is attended alone) of
+    /// length squared, over the positions: the mean number of keys a position's segment has.</summary>
+    internal static double AttentionSpan(PackedSplit split)
+    {
+        double squares = 0, positions = 0;
+        for (var r = 0; r < split.RowCount; r++)
+        {
+            var segments = split.Row(r).SegmentIds.Span;
+            var start = 0;
+            for (var i = 1; i <= segments.Length; i++)
+            {
+                if (i < segments.Length && segments[i] == segments[i - 1]) continue;
+                squares += (double)(i - start) * (i - start);
+                start = i;
+            }
+            positions += segments.Length;
+        }
+        return squares / positions;
+    }
+
     /// <summary>Times each optimizer step by the progress line the trainer reports after it.</summary>
     /// <summary>Positions with a label (not prompt or padding): where lm_head and the loss are computed.</summary>
     private static double LabelledFraction(PackedSplit split)
@@ -241,7 +262,7 @@ public static class TrainSpeedBenchmark
             md.AppendLine(inv, $"bf16 was asked for, but this CPU (AVX2, no AVX512-BF16 or AMX) has no native bf16 matmul: libtorch's fallback ran a 512^3 bf16 matmul at {r.MatmulBf16[0].GFlops:F1} GFLOP/s, so the run uses float32 and its MFU is against the float32 peak.");
         md.AppendLine();
         md.AppendLine(inv, $"Model FLOPs per position = 4 N_mm (forward 2, input gradients 2; the frozen base has no weight gradients; lm_head only at the {r.LabelledFraction:P0} of positions with a label, the only ones the chunked loss computes) + 6 N_lora");
-        md.AppendLine(inv, $"+ 12 L T d_attn (scores and mixing, forward and backward; the masked SDPA computes all T x T pairs) = {r.FlopsPerToken / 1e6:F1} MFLOP;");
+        md.AppendLine(inv, $"+ 12 L S d_attn (scores and mixing, forward and backward; attention runs per packed segment, and S = {r.AttentionSpan:F0} is the mean over positions of the length of their segment, every pair of a segment counted as PaLM counts a causal model's T x T) = {r.FlopsPerToken / 1e6:F1} MFLOP;");
         md.AppendLine(inv, $"recomputation under checkpointing is not counted. The 6 N convention ({r.SixNPerToken / 1e6:F1} MFLOP, N all parameters) assumes");
         md.AppendLine("every weight is trained and so overstates a frozen-base run. Positions include the packing's padding (computed like any token).");
         md.AppendLine(inv, $"Target MFU {TargetMfu:P0}. Peak RSS {r.PeakRssMb:F0} MB. Load average before: {r.LoadBefore}, after: {r.LoadAfter}.");

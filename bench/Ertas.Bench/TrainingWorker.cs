@@ -140,20 +140,22 @@ public static class TrainingWorker
 /// N_mm counts the projections and lm_head (the embedding is a lookup), lm_head only at the positions with a label;</item>
 /// <item>LoRA: per adapted projection r (in + out) parameters; forward 2, backward 4 (input and weight gradients) FLOPs
 /// per parameter: 6 N_lora;</item>
-/// <item>attention scores and mixing: forward 2 matmuls of 2 T d_attn per token and layer, backward twice that:
-/// 12 L T d_attn (T the row length: the masked SDPA computes every query-key pair).</item>
+/// <item>attention scores and mixing: forward 2 matmuls of 2 S d_attn per token and layer, backward twice that:
+/// 12 L S d_attn, S the length of the token's segment (attention runs per packed segment; every pair of a segment is
+/// counted, causal or not, as PaLM's MFU counts the full T x T of a causal model). Averaged over the positions:
+/// <see cref="AttentionSpan"/> = sum of squared segment lengths / positions.</item>
 /// </list>
 /// Also the usual 6 N convention (N all parameters, embedding included), which assumes every weight is trained.
 /// </summary>
-public sealed record TrainingFlops(long TotalParameters, long MatmulParameters, long LoraParameters, long SequenceLength, long Layers, long AttentionWidth,
+public sealed record TrainingFlops(long TotalParameters, long MatmulParameters, long LoraParameters, double AttentionSpan, long Layers, long AttentionWidth,
     long LmHeadParameters = 0, double LabelledFraction = 1)
 {
     /// <summary>Per position: lm_head's share counts only at positions with a label, the only ones the loss computes
     /// (LinearCrossEntropy skips the rest), so a skipped row is neither work done nor work claimed.</summary>
-    public double PerToken => 4.0 * (MatmulParameters - LmHeadParameters * (1 - LabelledFraction)) + 6.0 * LoraParameters + 12.0 * Layers * SequenceLength * AttentionWidth;
+    public double PerToken => 4.0 * (MatmulParameters - LmHeadParameters * (1 - LabelledFraction)) + 6.0 * LoraParameters + 12.0 * Layers * AttentionSpan * AttentionWidth;
     public double SixNPerToken => 6.0 * TotalParameters;
 
-    public static TrainingFlops For(MistralConfig c, int rank, int sequenceLength, double labelledFraction = 1)
+    public static TrainingFlops For(MistralConfig c, int rank, double attentionSpan, double labelledFraction = 1)
     {
         long h = c.HiddenSize, attention = (long)c.NumAttentionHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim, i = c.IntermediateSize;
         long[][] projections = [[h, attention], [h, kv], [h, kv], [attention, h], [h, i], [h, i], [i, h]]; // (in, out)
@@ -162,6 +164,6 @@ public sealed record TrainingFlops(long TotalParameters, long MatmulParameters, 
         var lmHead = h * c.VocabSize;
         var total = c.ExpectedTensors().Sum(t => t.Shape.Aggregate(1L, (a, b) => a * b));
         return new TrainingFlops(total, c.NumHiddenLayers * perLayerMatmul + lmHead, c.NumHiddenLayers * perLayerLora,
-            sequenceLength, c.NumHiddenLayers, attention, lmHead, labelledFraction);
+            attentionSpan, c.NumHiddenLayers, attention, lmHead, labelledFraction);
     }
 }

@@ -102,6 +102,8 @@ public sealed class Attention : nn.Module
         if (kv is not null && plan.Cache is { } step)
             (k, v) = kv.Append(k, v, step);                                   // (B, n_kv_heads, S, head_dim)
         var groups = _heads / _kvHeads;                                       // query heads sharing one KV head (h = kv * groups + g)
+        if (plan.Segments is { } segments)
+            return o_proj.call(SegmentAttention(q, k, v, segments, groups));  // (B, T, H)
         Tensor y;
         if (plan.Mask is null && !plan.IsCausal)
         {
@@ -121,6 +123,34 @@ public sealed class Attention : nn.Module
         }
         y = y.transpose(1, 2).reshape(b, t, _heads * _headDim);               // (B, T, n_heads * head_dim)
         return o_proj.call(y);                                                // (B, T, H)
+    }
+
+    /// <summary>
+    /// Packed training rows: causal attention inside each segment (a run of positions, see
+    /// <see cref="AttentionInputs.Segments"/>), one SDPA call per segment. The same attention as the block-diagonal
+    /// mask, without computing the T x T pairs across segments that the mask discards (a third of them or fewer on
+    /// rows of two or three examples). Split and cat keep backward to one copy each way.
+    /// </summary>
+    private Tensor SegmentAttention(Tensor q, Tensor k, Tensor v, long[] segments, int groups)
+    {
+        var (b, t) = (q.shape[0], q.shape[2]);
+        var queries = q.transpose(1, 2).reshape(b * t, _heads, _headDim).split(segments);    // (len, n_heads, head_dim) each
+        var keys = k.transpose(1, 2).reshape(b * t, _kvHeads, _headDim).split(segments);    // (len, n_kv_heads, head_dim) each
+        var values = v.transpose(1, 2).reshape(b * t, _kvHeads, _headDim).split(segments);
+        var outputs = new Tensor[segments.Length];
+        for (var i = 0; i < segments.Length; i++)
+        {
+            var qi = queries[i].transpose(0, 1).unsqueeze(0);                   // (1, n_heads, len, head_dim)
+            var ki = keys[i].transpose(0, 1).unsqueeze(0);                      // (1, n_kv_heads, len, head_dim)
+            var vi = values[i].transpose(0, 1).unsqueeze(0);
+            if (groups > 1)
+            {
+                ki = ki.repeat_interleave(groups, dim: 1);                      // (1, n_heads, len, head_dim)
+                vi = vi.repeat_interleave(groups, dim: 1);
+            }
+            outputs[i] = F.scaled_dot_product_attention(qi, ki, vi, is_casual: true).squeeze(0).transpose(0, 1); // (len, n_heads, head_dim)
+        }
+        return cat(outputs, 0).view(b, t, _heads * _headDim);                  // (B, T, n_heads * head_dim)
     }
 }
 
@@ -180,8 +210,10 @@ public sealed class MistralTransformer : nn.Module
 }
 
 /// <summary>What every layer's attention needs for one forward: RoPE rows (T, head_dim) for the new positions, the mask
-/// (null: none or SDPA's causal one) and the cache plan when decoding incrementally.</summary>
-internal sealed record AttentionInputs(Tensor Cos, Tensor SignedSin, Tensor? Mask, bool IsCausal, CacheStep? Cache);
+/// (null: none or SDPA's causal one) and the cache plan when decoding incrementally. For packed rows either the
+/// block-diagonal causal mask or, when every segment is one run of positions within the sliding window,
+/// <paramref name="Segments"/>: the run lengths over the B x T positions in order (rows never share a run).</summary>
+internal sealed record AttentionInputs(Tensor Cos, Tensor SignedSin, Tensor? Mask, bool IsCausal, CacheStep? Cache, long[]? Segments = null);
 
 /// <summary>
 /// Mistral for causal LM (HF <c>MistralForCausalLM</c>). Construct with <see cref="Load"/>; the constructor alone
@@ -305,16 +337,24 @@ public sealed class MistralModel : nn.Module<Tensor, Tensor>
         var signedSin = signedSinTable.index_select(0, flat).view(b, 1, t, -1);                      // (B, 1, T, head_dim)
 
         var segments = segmentIds.to(ScalarType.Int64, Device);
-        var sameSegment = segments.unsqueeze(2).eq(segments.unsqueeze(1));                          // (B, T, T) [q, k]
-        var index = ScalarSafe.Arange(0, t, 1, ScalarType.Int64, Device);
-        var distance = index.unsqueeze(1) - index.unsqueeze(0);                                      // (T, T): q - k
-        var visible = distance.AtLeast(0);
-        if (Config.SlidingWindow is { } window) visible = visible.logical_and(distance.LessThan(window));
-        var allowed = sameSegment.logical_and(visible).unsqueeze(1);                                // (B, 1, T, T) bool
-        // Additive, in the compute type, made once: SDPA turns a bool mask into exactly this (0 where allowed, -inf
-        // elsewhere) on every call, and autograd would keep each layer's copy until backward.
-        var mask = zeros(allowed.shape, model.embed_tokens.weight.dtype, Device).MaskedFillInPlace(allowed.logical_not(), double.NegativeInfinity);
-        var plan = new AttentionInputs(cos, signedSin, mask, IsCausal: false, Cache: null);
+        AttentionInputs plan;
+        if (SegmentRuns(segments) is { } runs)
+        {
+            plan = new AttentionInputs(cos, signedSin, null, IsCausal: false, Cache: null, Segments: runs);
+        }
+        else
+        {
+            var sameSegment = segments.unsqueeze(2).eq(segments.unsqueeze(1));                      // (B, T, T) [q, k]
+            var index = ScalarSafe.Arange(0, t, 1, ScalarType.Int64, Device);
+            var distance = index.unsqueeze(1) - index.unsqueeze(0);                                  // (T, T): q - k
+            var visible = distance.AtLeast(0);
+            if (Config.SlidingWindow is { } window) visible = visible.logical_and(distance.LessThan(window));
+            var allowed = sameSegment.logical_and(visible).unsqueeze(1);                            // (B, 1, T, T) bool
+            // Additive, in the compute type, made once: SDPA turns a bool mask into exactly this (0 where allowed, -inf
+            // elsewhere) on every call, and autograd would keep each layer's copy until backward.
+            var mask = zeros(allowed.shape, model.embed_tokens.weight.dtype, Device).MaskedFillInPlace(allowed.logical_not(), double.NegativeInfinity);
+            plan = new AttentionInputs(cos, signedSin, mask, IsCausal: false, Cache: null);
+        }
 
         var x = model.embed_tokens.call(ids);                                                       // (B, T, H)
         for (var i = 0; i < Config.NumHiddenLayers; i++)
@@ -337,6 +377,34 @@ public sealed class MistralModel : nn.Module<Tensor, Tensor>
     {
         if (disposing) _rope.Dispose();
         base.Dispose(disposing);
+    }
+
+    /// <summary>
+    /// The packed rows' segments as run lengths over the B x T positions in order, when causal attention within each
+    /// run is exactly what the block-diagonal mask allows: every segment id is one run of its row and no run is longer
+    /// than the sliding window. Null otherwise (the caller builds the mask).
+    /// </summary>
+    internal long[]? SegmentRuns(Tensor segmentIds)
+    {
+        using var cpu = segmentIds.to(ScalarType.Int64, CPU).contiguous();
+        var ids = cpu.data<long>().ToArray();
+        var (rows, t) = (segmentIds.shape[0], segmentIds.shape[1]);
+        var runs = new List<long>();
+        var seen = new HashSet<long>();
+        for (long r = 0; r < rows; r++)
+        {
+            seen.Clear();
+            long start = 0;
+            for (long i = 1; i <= t; i++)
+            {
+                if (i < t && ids[r * t + i] == ids[r * t + i - 1]) continue;
+                if (!seen.Add(ids[r * t + start])) return null; // an id in two runs: the mask joins them
+                if (Config.SlidingWindow is { } window && i - start > window) return null;
+                runs.Add(i - start);
+                start = i;
+            }
+        }
+        return [.. runs];
     }
 
     private void CheckIds(Tensor ids, long startPos, KvCache? cache)

@@ -51,6 +51,9 @@ public static class ScalarSafe
     /// <summary><c>a.pow(exponent)</c>, exponent integral.</summary>
     public static Tensor Power(this Tensor a, long exponent) => WithScalar(exponent, power => a.pow(power));
 
+    /// <summary><c>a.add_(b)</c> for a tensor b (TorchSharp: <c>a.add_(b, 1)</c>).</summary>
+    public static Tensor AddInPlace(this Tensor a, Tensor b) => WithScalar(1, alpha => a.add_(b, alpha));
+
     /// <summary><c>a.add_(b)</c> (TorchSharp: <c>a.add_(b, 1)</c> with b a Scalar).</summary>
     public static Tensor AddInPlace(this Tensor a, double b) => WithScalar(b, other => WithScalar(1, alpha => a.add_(other, alpha)));
 

@@ -66,12 +66,13 @@ public sealed class LoraFactor : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>
-/// y = x W^T + (alpha / r) * dropout(x) A^T B^T with W frozen (NF4 or a plain tensor) and only A, B trainable.
-/// A and B are float32 under every compute type; with bf16 activations the LoRA path runs on x in float32 and its
-/// result is cast to bf16 once before the add.
+/// y = x W^T + (alpha / r) * dropout(x) A^T B^T with W frozen (NF4 or a plain tensor) and only A, B trainable, computed
+/// by one autograd node (<see cref="LoraFunction"/>). A and B are float32 masters under every compute type; both LoRA
+/// products run in the compute type (bf16 under bf16 compute, as PEFT's layers do under autocast) and their gradients
+/// reach A and B as float32. Dropout is <see cref="CounterDropout"/>'s, seeded from torch's default generator.
 /// A (r, in) is Kaiming-uniform with a = sqrt(5) (PEFT's default, bound 1/sqrt(in)); B (out, r) starts at zero, so a
 /// fresh adapter leaves the output unchanged. The NF4 base is dequantized inside each forward and again in backward
-/// (<see cref="Nf4LinearFunction"/>); no dequantized copy is kept.
+/// (<see cref="LoraFunction"/>); no dequantized copy is kept.
 /// </summary>
 public sealed class LoraLinear : nn.Module<Tensor, Tensor>
 {
@@ -80,16 +81,14 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
 
     // Behind a holder, not a Tensor field: TorchSharp registers every Tensor field (private ones too) as a buffer, and
     // the frozen base must be no parameter or buffer, so optimizers, state dicts and adapter files see only A and B.
-    private sealed record FrozenBase(Nf4Tensor? Quantized, Tensor? Plain);
-
-    private readonly FrozenBase _base;
+    private readonly LoraFunction.Frozen _base;
     private readonly double _dropout;
 
     private LoraLinear(Nf4Tensor? quantizedBase, Tensor? plainBase, long inFeatures, long outFeatures, LoraOptions options,
         Generator generator, ScalarType dtype, Device device) : base(nameof(LoraLinear))
     {
         options.Validate();
-        _base = new FrozenBase(quantizedBase, plainBase);
+        _base = new LoraFunction.Frozen(quantizedBase, plainBase);
         (InFeatures, OutFeatures, Rank, Scaling, _dropout) = (inFeatures, outFeatures, options.Rank, options.Scaling, options.Dropout);
         ComputeType = dtype;
         // The factors stay float32 whatever the compute type (PEFT under autocast does the same): bf16 has 8 mantissa
@@ -132,32 +131,16 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     public Tensor BaseWeight(ScalarType dtype) =>
         _base.Quantized is { } quantized ? quantized.Dequantize(dtype) : _base.Plain!.to(dtype);
 
-    // Every intermediate handle is disposed as soon as it has been used: autograd keeps what backward needs (dropout's
-    // mask and output, A's output) on its own, and the base output and the update are dead once summed. Left to the
-    // caller's dispose scope they would stay until it ends, three outputs' worth per projection.
-    public override Tensor forward(Tensor x)                                        // x (..., in)
+    public override Tensor forward(Tensor x)                                        // x (..., in) -> (..., out)
     {
-        using var y = _base.Quantized is { } quantized
-            ? Nf4LinearFunction.Apply(x, quantized)
-            : F.linear(x, _base.Plain!);                                            // (..., out)
-        if (x.dtype == ScalarType.Float32)
-        {
-            using var update32 = LoraUpdate(x);
-            return y.Plus(update32);
-        }
-        using var x32 = x.to(ScalarType.Float32);
-        using var update = LoraUpdate(x32);
-        using var rounded = update.to(x.dtype);                                     // rounded once, after the f32 path
-        return y.Plus(rounded);
-    }
-
-    private Tensor LoraUpdate(Tensor x)                                             // x (..., in), float32
-    {
-        using var dropped = _dropout > 0 ? F.dropout(x, _dropout, training) : null;
-        using var down = lora_A.call(dropped ?? x);                                 // (..., r)
-        var up = lora_B.call(down);                                                 // (..., out)
-        if (Scaling == 1) return up; // alpha = r, the default: x * 1 is x, and a pass over (..., out) saved
-        using (up) return up.Times(Scaling);
+        var dropout = training ? _dropout : 0;
+        var settings = new LoraFunction.Settings(dropout, Scaling, dropout > 0 ? CounterDropout.DrawSeed() : 0);
+        if (is_grad_enabled())
+            return LoraFunction.Apply(x, lora_A.weight, lora_B.weight, _base, settings);
+        // No graph to record (inference, or a checkpointed layer's first pass): the node's arithmetic without the node.
+        using var scope = NewDisposeScope();
+        var (y, _) = LoraFunction.Forward(x, lora_A.weight, lora_B.weight, _base, settings);
+        return y.MoveToOuterDisposeScope();
     }
 
     /// <summary>PEFT's default init: <c>kaiming_uniform_(A, a=sqrt(5))</c> = U(-b, b) with

@@ -315,7 +315,7 @@ public sealed record Nf4Tensor(Tensor PackedCodes, Tensor QuantizedAbsmax, Tenso
     public void DequantizeInto(Tensor destination) => Nf4CpuDequantizer.DequantizeInto(this, destination);
 
     /// <summary>
-    /// Scratch buffers shared by the weights of one model, which <see cref="Nf4LinearFunction"/> dequantizes into
+    /// Scratch buffers shared by the weights of one model, which <see cref="LoraFunction"/> dequantizes into
     /// instead of allocating (null: allocate each time). Set by the loader that made the weights.
     /// </summary>
     public Nf4Workspace? Workspace { get; init; }

@@ -9,7 +9,7 @@ namespace Ertas.Training;
 /// Why: a dequantized 7B projection is 117 MB of bf16. glibc serves allocations above its mmap threshold (32 MB at
 /// most) with fresh mmaps, so every forward and backward would fault in and zero every page of a new buffer (the
 /// kernel's time, more than the dequantization itself). Reusing one buffer per shape costs, for 7B, 274 MB held for the
-/// model's life. The dequantized weight never outlives the matmul that reads it (<see cref="Nf4LinearFunction"/> saves
+/// model's life. The dequantized weight never outlives the matmul that reads it (<see cref="LoraFunction"/> saves
 /// nothing for backward), so one buffer per shape suffices; a rent while that buffer is out (re-entrancy, a second
 /// thread) gets a fresh tensor instead, so sharing is never unsafe, only slower.
 /// </para>

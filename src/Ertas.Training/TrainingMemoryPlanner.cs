@@ -114,7 +114,7 @@ public static class TrainingMemoryPlanner
         var withoutCheckpointing = positions * (h * s + layers * layer.Saved - layer.FirstLayerDiscount);
         // Checkpointing keeps each layer's input (the embedding output and every layer's output) and nothing else.
         var withCheckpointing = positions * (layers + 1) * h * s;
-        var mask = AttentionMaskBytes(config, options, s);
+        var ropeRows = RopeRowBytes(config, options, s);
 
         // Held from the forward to the end of the step: the final norm's output (and, in bf16, its float32 input copy;
         // its rsqrt) and the loss's copy of the rows with a label (every position, at most). The loss never holds the
@@ -150,7 +150,7 @@ public static class TrainingMemoryPlanner
             new("lora gradients (f32)", lora),
             new("adamw state (f32, 2 moments)", 2 * lora),
             new(options.GradientCheckpointing ? "activations (checkpointed)" : "activations", activations),
-            new("attention mask, rope rows", mask),
+            new("rope rows", ropeRows),
             new("final hidden states", finalHidden),
             // One name whichever term is larger: plan tables show the CPU and GPU estimates' parts side by side by position.
             new("backward working set", transient),
@@ -163,8 +163,8 @@ public static class TrainingMemoryPlanner
     /// <summary>
     /// One decoder layer's activation bytes per position (see <see cref="LayerActivationBytes"/>), tensor by tensor as
     /// Ertas.Modeling's DecoderLayer and <see cref="LoraLinear"/> create them. H hidden, A attention width (heads x
-    /// head_dim), K key/value width, I intermediate, r rank, s bytes of the compute type; norms and the LoRA path work in
-    /// float32 (4 bytes) whatever s is. The NF4 and frozen projections save nothing (<see cref="Nf4LinearFunction"/>).
+    /// head_dim), K key/value width, I intermediate, r rank, s bytes of the compute type; norms work in float32 (4 bytes)
+    /// whatever s is. The NF4 and frozen weights are never saved (<see cref="LoraFunction"/>).
     /// </summary>
     public static LayerActivationBytes LayerActivations(MistralConfig config, TrainingOptions options)
     {
@@ -181,13 +181,10 @@ public static class TrainingMemoryPlanner
         var (o, down) = (Targeted("o_proj"), Targeted("down_proj"));
         var targets = qkv + gateUp + (o ? 1 : 0) + (down ? 1 : 0);
 
-        // A LoRA target's input as A's linear saves it. With dropout: dropout's float32 mask (saved by its multiply) and
-        // its float32 output (saved by A), 8 bytes per input feature. Without: in float32 the projection's input itself,
-        // which the q/k/v targets share (the input norm's output), gate/up share (the post-attention norm's output), o_proj
-        // shares with SDPA (its output, already counted) and down_proj has alone (silu(gate) * up); in bf16 each target
-        // saves its own float32 copy.
-        long LoraInputs(int count, long features, bool shared, bool savedElsewhere) =>
-            count == 0 ? 0 : dropout ? 8 * features * count : bf16 ? 4 * features * count : savedElsewhere ? 0 : shared ? 4 * features : 4 * features * count;
+        // Each LoRA node (LoraFunction) saves its input x, which the q/k/v targets share (the input norm's output),
+        // gate/up share (the post-attention norm's output), o_proj has alone (the per-segment attention outputs joined)
+        // and down_proj has alone (silu(gate) * up); and its (positions, r) product x A^T in the compute type. Dropout
+        // saves nothing (the mask is recomputed from its seed).
         long[] saved =
         [
             h * s,                                          // the layer's output: the next layer's input (held by the step's scope)
@@ -195,47 +192,43 @@ public static class TrainingMemoryPlanner
             4 + 4 * h,                                      // post-attention norm: rsqrt and h = x + attention in float32 (the residual in f32, its float32 copy in bf16)
             a * s,                                          // q after RoPE (SDPA's query)
             2 * (grouped ? a : k) * s,                      // k after RoPE and v, repeated to every query head when grouped (SDPA's key and value)
-            a * s,                                          // SDPA's output (o_proj's input)
+            a * s,                                          // SDPA's outputs, one per segment
+            o ? a * s : 0,                                  // o_proj's input: the segments' outputs joined (a copy), saved by its LoRA node
             4L * config.NumAttentionHeads,                  // SDPA's logsumexp, float32 per query row and head (the flash/memory-efficient kernels; no (T, T) scores)
             3 * i * s,                                      // gate_proj's output (SiLU's input), silu(gate) and up_proj's output (the product's inputs)
-            LoraInputs(qkv, h, shared: true, savedElsewhere: false),
-            LoraInputs(o ? 1 : 0, a, shared: false, savedElsewhere: true),
-            LoraInputs(gateUp, h, shared: true, savedElsewhere: false),
-            LoraInputs(down ? 1 : 0, i, shared: false, savedElsewhere: false),
-            4 * r * targets,                                // each target's x A^T (B's linear saves its input)
+            qkv > 0 ? h * s : 0,                            // the input norm's output (q/k/v's input)
+            gateUp > 0 ? h * s : 0,                         // the post-attention norm's output (gate/up's input)
+            down ? i * s : 0,                               // silu(gate) * up (down_proj's input)
+            r * s * targets,                                // each target's x A^T
         ];
-        // Without dropout in float32 the norm outputs and the product are saved by A already (above), not extra.
-        var f32Shared = !dropout && !bf16;
         long[] intermediates =
         [
-            qkv > 0 && f32Shared ? 0 : h * s,               // the input norm's output (q/k/v's input)
+            qkv > 0 ? 0 : h * s,                            // the input norm's output when no LoRA node saves it
             a * s + k * s,                                  // q_proj's and k_proj's outputs before RoPE
             grouped ? 2 * k * s : 0,                        // v_proj's output and the rotated k before repeat_interleave (SDPA saves the repeats)
             3 * a * s + 3 * k * s,                          // RoPE's x * cos, roll(x) and roll(x) * signed sin, for q and k
+            o ? 0 : a * s,                                  // the joined attention output when no LoRA node saves it
             h * s,                                          // o_proj's output
             bf16 ? h * s : 0,                               // h = x + attention in bf16 (the norm saved its float32 copy)
-            gateUp > 0 && f32Shared ? 0 : h * s,            // the post-attention norm's output (gate/up's input)
-            down && f32Shared ? 0 : i * s,                  // silu(gate) * up (down_proj's input)
+            gateUp > 0 ? 0 : h * s,                         // the post-attention norm's output, likewise
+            down ? 0 : i * s,                               // silu(gate) * up, likewise
             h * s,                                          // down_proj's output
         ];
-        // down_proj's LoRA sum in flight: the NF4 output, B's float32 output and its scaled copy (and, in bf16, the
-        // float32 copy of the input), against the down output and the layer output that replace them.
-        var inFlight = down ? h * s + 8 * h - 2 * h * s + (bf16 ? 4 * i : 0) : 0;
-        var firstLayerDiscount = 4 + (bf16 ? 4 * h : 0) + (dropout ? 4 * h * qkv : 0);
+        // down_proj's LoRA node in flight: with dropout, the masked copy of its input, alive while x A^T runs and
+        // freed before the output (counted above) exists. The update is added inside the base output (addmm).
+        var inFlight = down && dropout ? i * s - h * s : 0;
+        var firstLayerDiscount = 4 + (bf16 ? 4 * h : 0);
         return new LayerActivationBytes(saved.Sum(), intermediates.Sum(), Math.Max(0, inFlight), firstLayerDiscount);
     }
 
     /// <summary>
-    /// The packed rows' attention mask, built once per forward and shared by every layer (SDPA saves it for backward):
-    /// the additive (B, 1, T, T) mask in the compute type, the bool (B, T, T) same-segment test, the allowed mask and its
-    /// negation, and the (T, T) int64 query-key distance with its bool comparisons. Plus RoPE's cos and sin rows
-    /// (B, 1, T, head_dim) in the compute type.
+    /// RoPE's cos and sin rows (B, 1, T, head_dim) in the compute type, made once per forward and shared by every layer.
+    /// Packed rows need no attention mask: attention runs per segment (MistralModel.ForwardPackedHidden). Segment ids
+    /// that are not one run each, or a run longer than the sliding window, make the model build the (B, 1, T, T) mask
+    /// instead, which this plan does not count (the dataset packer never produces either).
     /// </summary>
-    private static long AttentionMaskBytes(MistralConfig config, TrainingOptions options, long s)
-    {
-        var (b, t) = ((long)options.BatchSize, (long)options.SequenceLength);
-        return b * t * t * (s + 3) + t * t * (8 + 1 + (config.SlidingWindow is null ? 0 : 2)) + 2 * b * t * config.HeadDim * s;
-    }
+    private static long RopeRowBytes(MistralConfig config, TrainingOptions options, long s) =>
+        2L * options.BatchSize * options.SequenceLength * config.HeadDim * s;
 
     private static long Elements(long[] shape) => shape.Aggregate(1L, (a, b) => a * b);
 }

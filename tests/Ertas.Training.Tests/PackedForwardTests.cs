@@ -57,6 +57,46 @@ public sealed class PackedForwardTests
     }
 
     [Fact]
+    public void ForwardPacked_TwoRowsCutDifferently_GiveEachExamplesOutputAndGradientAsIfAlone()
+    {
+        using var model = RandomModel();
+        model.model.embed_tokens.weight.requires_grad_(true);
+        long[] a = [5, 17, 42], b = [250, 3, 64, 11, 9], c = [8, 120, 33, 4], d = [77, 2];
+        using var scope = NewDisposeScope();
+        var ids = tensor((long[])[.. a, .. b, 2, .. c, .. d, 2, 2, 2], [2, 9]);
+        var positions = tensor(new long[] { 0, 1, 2, 0, 1, 2, 3, 4, 0, 0, 1, 2, 3, 0, 1, 0, 0, 0 }, [2, 9]);
+        var segments = tensor(new long[] { 1, 1, 1, 2, 2, 2, 2, 2, 0, 1, 1, 1, 1, 2, 2, 0, 0, 0 }, [2, 9]);
+        // A loss that weighs every logit differently, padding (segment 0) not at all.
+        var weights = Tensors.Gaussian([2, 9, 300], seed: 9) * segments.NotEqual(0).unsqueeze(2).to(ScalarType.Float32);
+        var packed = model.ForwardPacked(ids, positions, segments);
+        (packed * weights).sum().backward();
+        var packedGrad = model.model.embed_tokens.weight.grad!.clone();
+
+        model.zero_grad();
+        var alone = new (long[] Ids, int Row, int Start)[] { (a, 0, 0), (b, 0, 3), (c, 1, 0), (d, 1, 4) };
+        foreach (var (example, row, start) in alone)
+        {
+            var logits = model.forward(Row(example));
+            Assert.True(Tensors.MaxAbsDiff(packed.narrow(0, row, 1).narrow(1, start, example.Length), logits) < 1e-5);
+            (logits * weights.narrow(0, row, 1).narrow(1, start, example.Length)).sum().backward();
+        }
+        Assert.True(Tensors.MaxAbsDiff(packedGrad, model.model.embed_tokens.weight.grad!) < 1e-4 * packedGrad.abs().max().item<float>());
+    }
+
+    [Fact]
+    public void ForwardPacked_ASegmentIdInTwoRuns_AttendsAcrossBoth_AsTheMaskSays()
+    {
+        using var model = RandomModel();
+        using var scope = NewDisposeScope();
+        var ids = Row(5, 17, 250, 3, 42);
+        var positions = Row(0, 1, 0, 1, 2);
+        var segments = Row(1, 1, 2, 2, 1); // position 4 belongs with 0 and 1
+        var packed = model.ForwardPacked(ids, positions, segments);
+        var joined = model.forward(Row(5, 17, 42));
+        Assert.True(Tensors.MaxAbsDiff(packed.narrow(1, 4, 1), joined.narrow(1, 2, 1)) < 1e-5);
+    }
+
+    [Fact]
     public void ForwardPacked_RunLayerHook_SeesEveryLayerAndCanChangeTheResult()
     {
         using var model = RandomModel();

@@ -20,16 +20,17 @@ public sealed class TrainingMemoryPlannerTests
     [Fact]
     public void A_100m_layer_saves_what_was_measured_per_position()
     {
-        // f32: 48 H + 24 A + 20 I + 28 r + 8 + 4 heads bytes (H = A = 768, I = 2048, r = 16, 12 heads).
-        Assert.Equal(96_760, TrainingMemoryPlanner.LayerActivations(Config100M, F32).Saved);
-        // bf16: 50 H + 16 A + 14 I + 28 r + 8 + 4 heads (the norms' inputs and the LoRA path stay float32).
-        Assert.Equal(79_864, TrainingMemoryPlanner.LayerActivations(Config100M, F32 with { Compute = ComputePrecision.BF16 }).Saved);
-        // No dropout in f32: the LoRA inputs are the norms' outputs and the SwiGLU product, saved once each.
-        Assert.Equal(57_848, TrainingMemoryPlanner.LayerActivations(Config100M, F32 with { Dropout = 0 }).Saved);
+        // activation-probe, 2 x 512 positions, layers 2-4 (2026-12-06): 60,600 bytes per position in f32, 35,000 in bf16.
+        // f32: 16 H + 20 A + 16 I + 28 r + 8 + 4 heads bytes (H = A = 768, I = 2048, r = 16, 12 heads).
+        Assert.Equal(60_920, TrainingMemoryPlanner.LayerActivations(Config100M, F32).Saved);
+        // bf16: 14 H + 10 A + 8 I + 14 r + 8 + 4 heads (the norms keep float32 copies; x A^T is bf16).
+        Assert.Equal(35_096, TrainingMemoryPlanner.LayerActivations(Config100M, F32 with { Compute = ComputePrecision.BF16 }).Saved);
+        // The LoRA inputs are the norms' outputs, the joined attention output and the SwiGLU product, dropout or not.
+        Assert.Equal(60_920, TrainingMemoryPlanner.LayerActivations(Config100M, F32 with { Dropout = 0 }).Saved);
     }
 
     [Fact]
-    public void Saved_bytes_grow_by_four_per_rank_step_and_target_for_x_a() // x A^T, (B, T, r) float32, saved by B
+    public void Saved_bytes_grow_by_four_per_rank_step_and_target_for_x_a() // x A^T, (B, T, r) in f32 compute, saved by the LoRA node
     {
         var r16 = TrainingMemoryPlanner.LayerActivations(Config100M, F32).Saved;
         var r32 = TrainingMemoryPlanner.LayerActivations(Config100M, F32 with { Rank = 32, Alpha = 32 }).Saved;
@@ -37,16 +38,18 @@ public sealed class TrainingMemoryPlannerTests
     }
 
     [Fact]
-    public void Dropout_keeps_its_float32_mask_and_output_per_target_input()
+    public void Dropout_saves_nothing_its_mask_is_recomputed_from_the_seed()
     {
-        var qOnly = F32 with { TargetModules = ["q_proj"] };
-        var withDropout = TrainingMemoryPlanner.LayerActivations(Config100M, qOnly);
-        var without = TrainingMemoryPlanner.LayerActivations(Config100M, qOnly with { Dropout = 0 });
-        // With dropout A saves dropout's output and the multiply its float32 mask (8 bytes per input feature); without,
-        // A saves its input, the input norm's output, which with dropout is an intermediate the layer holds anyway.
-        Assert.Equal(8L * 768 - 4 * 768, withDropout.Saved - without.Saved);
-        Assert.Equal(4L * 768, withDropout.Intermediates - without.Intermediates);
-        Assert.Equal(8L * 768, withDropout.Saved + withDropout.Intermediates - (without.Saved + without.Intermediates));
+        foreach (var targets in new[] { new[] { "q_proj" }, LoraOptions.AllProjections.ToArray() })
+        {
+            var options = F32 with { TargetModules = targets };
+            var withDropout = TrainingMemoryPlanner.LayerActivations(Config100M, options);
+            var without = TrainingMemoryPlanner.LayerActivations(Config100M, options with { Dropout = 0 });
+            Assert.Equal(without.Saved, withDropout.Saved);
+            Assert.Equal(without.Intermediates, withDropout.Intermediates);
+            // Only down_proj's masked input copy is in flight, before its output (counted among the intermediates) exists.
+            Assert.Equal(targets.Contains("down_proj") ? (2048L - 768) * 4 : 0, withDropout.InFlight - without.InFlight);
+        }
     }
 
     [Fact]
@@ -62,14 +65,14 @@ public sealed class TrainingMemoryPlannerTests
     }
 
     [Fact]
-    public void Activations_have_no_sequence_squared_term_but_the_shared_mask()
+    public void Activations_and_rope_rows_have_no_sequence_squared_term_attention_runs_per_segment_without_a_mask()
     {
         var at512 = TrainingMemoryPlanner.Estimate(Config100M, F32 with { BatchSize = 2 }, PlanDevice.Cpu);
         var at1024 = TrainingMemoryPlanner.Estimate(Config100M, F32 with { BatchSize = 1, SequenceLength = 1024 }, PlanDevice.Cpu);
         Assert.Equal(Part(at512, "activations"), Part(at1024, "activations"));
-        // The additive float32 (B, 1, T, T) mask plus its bool sources (3 bytes) and the (T, T) distance tests (9 bytes),
-        // and cos/sin rows (B, 1, T, head_dim).
-        Assert.Equal(1L * 1024 * 1024 * 7 + 1024L * 1024 * 9 + 2L * 1024 * 64 * 4, Part(at1024, "attention mask"));
+        // cos/sin rows (B, 1, T, head_dim), float32.
+        Assert.Equal(2L * 1024 * 64 * 4, Part(at1024, "rope rows"));
+        Assert.Equal(Part(at512, "rope rows"), Part(at1024, "rope rows"));
     }
 
     [Fact]
@@ -78,8 +81,8 @@ public sealed class TrainingMemoryPlannerTests
         var estimate = TrainingMemoryPlanner.Estimate(Config100M, F32, PlanDevice.Cpu);
         var layer = TrainingMemoryPlanner.LayerActivations(Config100M, F32);
         const long positions = 4 * 512;
-        // The first layer's input needs no gradient: no input-norm rsqrt, no dropout masks on the three q/k/v inputs.
-        Assert.Equal(4 + 3 * 4 * 768, layer.FirstLayerDiscount);
+        // The first layer's input needs no gradient: no input-norm rsqrt (its LoRA nodes still save their input for A).
+        Assert.Equal(4, layer.FirstLayerDiscount);
         Assert.Equal(positions * (768 * 4 + 12 * layer.Saved - layer.FirstLayerDiscount), Part(estimate, "activations"));
         Assert.Equal(estimate.ActivationBytesWithoutCheckpointing, Part(estimate, "activations"));
     }

@@ -31,6 +31,7 @@ public sealed class ScalarSafeTests
         AssertSameBits(2.5 / positive, ScalarSafe.Divide(2.5, positive));
         AssertSameBits(a.pow(2), a.Power(2));
         AssertSameBits(a.clone().add_(1e-3), a.clone().AddInPlace(1e-3));
+        AssertSameBits(a.clone().add_(b), a.clone().AddInPlace(b));
         AssertSameBits(a.clone().mul_(0.999), a.clone().MulInPlace(0.999));
         AssertSameBits(a.clone().addcmul_(b, b, 0.001), a.clone().AddcmulInPlace(b, b, 0.001));
         AssertSameBits(a.clone().addcdiv_(b, positive, -0.01), a.clone().AddcdivInPlace(b, positive, -0.01));
