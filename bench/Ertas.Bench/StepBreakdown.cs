@@ -51,7 +51,8 @@ public static class StepBreakdown
         }
     }
 
-    public static IReadOnlyList<StepPart> Measure(Trainer trainer, long batch, long sequence, double labelledFraction, TextWriter log)
+    /// <param name="segments">The run lengths of one batch's packed segments, as the model attends them.</param>
+    public static IReadOnlyList<StepPart> Measure(Trainer trainer, long batch, long sequence, long[] segments, double labelledFraction, TextWriter log)
     {
         var model = trainer.Model;
         var c = model.Config;
@@ -100,18 +101,21 @@ public static class StepBreakdown
         double attention;
         using (var scope = NewDisposeScope())
         {
-            var q = randn([batch, heads, sequence, headDim]).to(dtype);
-            var k = randn([batch, heads, sequence, headDim]).to(dtype); // repeated to every query head, as the layer does
-            var v = randn([batch, heads, sequence, headDim]).to(dtype);
-            var causal = ones(sequence, sequence, ScalarType.Bool).tril();
-            var mask = zeros([batch, 1, sequence, sequence], dtype).masked_fill_(causal.logical_not(), double.NegativeInfinity);
-            var dy = randn([batch, heads, sequence, headDim]).to(dtype);
+            // As the model attends packed rows: split into the segments, one causal SDPA each (keys and values repeated
+            // to every query head), joined again.
+            var q = randn([batch * sequence, heads, headDim]).to(dtype);
+            var k = randn([batch * sequence, heads, headDim]).to(dtype);
+            var v = randn([batch * sequence, heads, headDim]).to(dtype);
+            var dy = randn([batch * sequence, heads, headDim]).to(dtype);
             attention = Time(() =>
             {
                 using var inner = NewDisposeScope();
                 var (qq, kk, vv) = (q.detach().requires_grad_(), k.detach().requires_grad_(), v.detach().requires_grad_());
-                var y = F.scaled_dot_product_attention(qq, kk, vv, mask);
-                y.backward([dy]);
+                var (qs, ks, vs) = (qq.split(segments), kk.split(segments), vv.split(segments));
+                var outputs = Enumerable.Range(0, segments.Length).Select(i => F.scaled_dot_product_attention(
+                    qs[i].transpose(0, 1).unsqueeze(0), ks[i].transpose(0, 1).unsqueeze(0), vs[i].transpose(0, 1).unsqueeze(0),
+                    is_casual: true).squeeze(0).transpose(0, 1)).ToArray();
+                cat(outputs, 0).backward([dy]);
             });
         }
 
@@ -162,8 +166,8 @@ public static class StepBreakdown
         [
             new("base matmuls (forward, input gradient)", layers * baseMatmul, $"F.linear(x, W) and dy W for the 7 projections, {dtype}, x {layers} layers"),
             new("NF4 dequantization", layers * dequantize, "2 per projection per step (forward, backward), into the reused workspace"),
-            new("LoRA paths", layers * Math.Max(0, wholeProjection - baseMatmul - dequantize), "each projection's forward + backward minus the two above: float32 cast, dropout, A, B, rounding, the sum"),
-            new("attention (SDPA)", layers * attention, "forward + backward, additive mask, keys and values repeated to every head"),
+            new("LoRA paths", layers * Math.Max(0, wholeProjection - baseMatmul - dequantize), "each projection's forward + backward (one LoraFunction node) minus the two above: dropout mask, x A^T, the addmm of (s B)^T, the gradients of A, B and x through them"),
+            new("attention (SDPA)", layers * attention, $"forward + backward, one causal SDPA per packed segment ({segments.Length} in the batch), keys and values repeated to every head"),
             new("elementwise", layers * elementwise, "forward + backward of both RMSNorms, RoPE on q and k, SiLU(gate) * up, the GQA repeat"),
             new("loss (chunked lm_head + cross-entropy)", loss, $"forward + backward over the labelled rows ({labelledFraction:P0})"),
         ];

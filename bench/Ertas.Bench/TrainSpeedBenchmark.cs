@@ -101,7 +101,7 @@ public static class TrainSpeedBenchmark
             var steps = stamps.Zip(stamps.Skip(1), (a, b) => b - a).ToArray();
             var positions = (long)BatchSize * SequenceLength;
             var perStep = phases.Seconds.ToDictionary(p => p.Key, p => p.Value / Math.Max(1, phases.Steps));
-            var parts = checkpointing ? null : StepBreakdown.Measure(trainer, BatchSize, SequenceLength, labelled, log);
+            var parts = checkpointing ? null : StepBreakdown.Measure(trainer, BatchSize, SequenceLength, [.. Runs(data.Train, 0, BatchSize)], labelled, log);
             runs.Add(new TrainSpeedRun(checkpointing, BatchSize, MeasuredSteps, steps, positions,
                 result.ProcessedTokens, flops.PerToken * positions, flops.SixNPerToken * positions, perStep, parts));
             log.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -197,24 +197,26 @@ public static class TrainSpeedBenchmark
         return new MatmulPeak(size, Timing.MedianSeconds(() => { using (matmul(a, b)) { } }, runs: size >= 4096 ? 3 : 7));
     }
 
-    /// <summary>Sum over the packed segments (runs of one segment id, padding included: each is attended alone) of
-    /// length squared, over the positions: the mean number of keys a position's segment has.</summary>
-    internal static double AttentionSpan(PackedSplit split)
+    /// <summary>Sum over the packed segments (padding included: each is attended alone) of length squared, over the
+    /// positions: the mean number of keys a position's segment has.</summary>
+    internal static double AttentionSpan(PackedSplit split) =>
+        Runs(split, 0, split.RowCount).Sum(length => (double)length * length) / ((double)split.RowCount * split.SequenceLength);
+
+    /// <summary>The lengths of the runs of one segment id in rows [first, first + count), in order: what the model
+    /// attends one at a time.</summary>
+    internal static IEnumerable<long> Runs(PackedSplit split, int first, int count)
     {
-        double squares = 0, positions = 0;
-        for (var r = 0; r < split.RowCount; r++)
+        for (var r = first; r < Math.Min(first + count, split.RowCount); r++)
         {
-            var segments = split.Row(r).SegmentIds.Span;
+            var segments = split.Row(r).SegmentIds.ToArray();
             var start = 0;
             for (var i = 1; i <= segments.Length; i++)
             {
                 if (i < segments.Length && segments[i] == segments[i - 1]) continue;
-                squares += (double)(i - start) * (i - start);
+                yield return i - start;
                 start = i;
             }
-            positions += segments.Length;
         }
-        return squares / positions;
     }
 
     /// <summary>Times each optimizer step by the progress line the trainer reports after it.</summary>

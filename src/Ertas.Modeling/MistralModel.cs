@@ -128,8 +128,8 @@ public sealed class Attention : nn.Module
     /// <summary>
     /// Packed training rows: causal attention inside each segment (a run of positions, see
     /// <see cref="AttentionInputs.Segments"/>), one SDPA call per segment. The same attention as the block-diagonal
-    /// mask, without computing the T x T pairs across segments that the mask discards (a third of them or fewer on
-    /// rows of two or three examples). Split and cat keep backward to one copy each way.
+    /// mask, without computing the pairs across segments that the mask discards (half of the T x T pairs for two equal
+    /// examples in a row, two thirds for three). Split and cat keep backward to one copy each way.
     /// </summary>
     private Tensor SegmentAttention(Tensor q, Tensor k, Tensor v, long[] segments, int groups)
     {

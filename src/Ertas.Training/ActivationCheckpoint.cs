@@ -17,8 +17,9 @@ namespace Ertas.Training;
 /// first layer (frozen embeddings) needs no gradient, and a node none of whose inputs needs one would never be called
 /// in backward (PyTorch's "None of the inputs have requires_grad=True" case); with the parameters as inputs it is.</item>
 /// <item>The CPU default generator's state is saved before the forward and restored around the recompute, so dropout
-/// draws the same mask twice; the generator is put back afterwards, so backward consumes no random numbers. CUDA
-/// generator state is not saved yet (TorchSharp exposes no CUDA default generator): keep dropout off or use CPU.</item>
+/// draws the same mask twice; the generator is put back afterwards, so backward consumes no random numbers. LoRA
+/// dropout draws its seed from this CPU generator on every device (<see cref="CounterDropout"/>), so it repeats on CUDA
+/// too; other CUDA randomness would not (TorchSharp exposes no CUDA default generator).</item>
 /// </list>
 /// </remarks>
 public static class ActivationCheckpoint

@@ -180,7 +180,8 @@ public static unsafe class CounterDropout
     }
 
     /// <summary>The mask on devices other than the CPU: torch's bernoulli from a generator seeded with
-    /// <paramref name="seed"/> (the same seed, the same mask on that device), applied by a multiply. Runs on the CPU too.</summary>
+    /// <paramref name="seed"/> (the same seed, the same mask on that device), applied by a multiply, so a dropped
+    /// element is x * 0 (-0 for negative x, NaN for an infinite one) where the CPU path writes +0. Runs on the CPU too.</summary>
     public static void MaskWithTorchOps(Tensor source, Tensor destination, ulong seed, double p)
     {
         using var scope = NewDisposeScope();

@@ -33,7 +33,9 @@ internal sealed class LoraFunction : autograd.SingleTensorFunction<LoraFunction>
     public sealed record Frozen(Nf4Tensor? Quantized, Tensor? Plain);
 
     /// <summary>Dropout probability (0: none), the update's scale alpha / r, and the mask's seed.</summary>
-    public sealed record Settings(double Dropout, double Scaling, ulong Seed)
+    /// <param name="Returned">Where backward leaves its returned gradients' handles to be released by the next node
+    /// (the trainer's holder for the pass); null leaves them in the caller's dispose scope.</param>
+    public sealed record Settings(double Dropout, double Scaling, ulong Seed, ReturnedGradients? Returned = null)
     {
         /// <summary>Dropout's 1 / (1 - p) for kept elements.</summary>
         public double KeptScale => 1 / (1 - Dropout);
@@ -78,19 +80,21 @@ internal sealed class LoraFunction : autograd.SingleTensorFunction<LoraFunction>
         ctx.save_data("frozen", frozen);
         ctx.save_data("settings", settings);
         ctx.save_data("inputGrad", x.requires_grad);
-        // down stays in the caller's scope (Apply's): the context keeps a managed reference to it.
+        // down's handle stays in Apply's scope until apply() has made the native saved variable from it.
         TensorBlockCache.BeginOutputMetadata(); // apply() now allocates an unwritten copy of y (see TensorBlockCache)
         return y;
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
     {
+        var settings = (Settings)ctx.get_data("settings");
+        settings.Returned?.ReleaseEarlier();
+        // Opened before the saved tensors are unpacked: their handles (x is a layer's input) must not outlive this call.
+        using var scope = NewDisposeScope();
         var saved = ctx.get_saved_variables();
         var (x, down, a, b) = (saved[0], saved[1], saved[2], saved[3]);
         var frozen = (Frozen)ctx.get_data("frozen");
-        var settings = (Settings)ctx.get_data("settings");
         var inputGrad = (bool)ctx.get_data("inputGrad");
-        using var scope = NewDisposeScope();
         var (rank, inFeatures) = (a.shape[0], a.shape[1]);
         var dtype = x.dtype;
         var grad = grad_output.reshape(-1, grad_output.shape[^1]);                     // (N, out)
@@ -104,8 +108,12 @@ internal sealed class LoraFunction : autograd.SingleTensorFunction<LoraFunction>
         if (a.requires_grad)
         {
             var masked = settings.Dropout > 0 ? CounterDropout.Mask(x, settings.Seed, settings.Dropout) : x;
-            gradA = gradDown.t().mm(masked.view(-1, inFeatures)).to(ScalarType.Float32);  // (r, in)
-            if (settings.Dropout > 0) gradA.MulInPlace(settings.KeptScale);
+            gradA = gradDown.t().mm(masked.reshape(-1, inFeatures)).to(ScalarType.Float32); // (r, in)
+            if (settings.Dropout > 0)
+            {
+                masked.Dispose(); // an (N, in) copy: gone before the input gradient's two
+                gradA.MulInPlace(settings.KeptScale);
+            }
             gradA.MoveToOuterDisposeScope();
         }
         Tensor? gradX = null;
@@ -120,6 +128,9 @@ internal sealed class LoraFunction : autograd.SingleTensorFunction<LoraFunction>
         // caller's of backward(): left there it would hold every projection's output gradient until the step ends.
         // The engine keeps its own reference for as long as it needs one.
         grad_output.Dispose();
+        // The returned handles are the caller's too; the holder releases them when the next node's backward starts,
+        // by when the engine has taken its own references.
+        settings.Returned?.Keep(new[] { gradX, gradA, gradB }.OfType<Tensor>());
         return [gradX!, gradA!, gradB!, null!, null!];
     }
 

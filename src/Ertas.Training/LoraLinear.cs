@@ -115,6 +115,10 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         return new LoraLinear(null, frozen, weight.shape[1], weight.shape[0], options, generator, weight.dtype, weight.device);
     }
 
+    /// <summary>Where backward leaves the handles of the gradients it returns, released when the next node's backward
+    /// starts (the trainer sets its holder for each backward pass); null: the caller's dispose scope keeps them.</summary>
+    public ReturnedGradients? ReturnedGradients { get; set; }
+
     /// <summary>The type of the frozen base and of the activations; lora_A and lora_B are always float32.</summary>
     public ScalarType ComputeType { get; }
 
@@ -134,7 +138,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)                                        // x (..., in) -> (..., out)
     {
         var dropout = training ? _dropout : 0;
-        var settings = new LoraFunction.Settings(dropout, Scaling, dropout > 0 ? CounterDropout.DrawSeed() : 0);
+        var settings = new LoraFunction.Settings(dropout, Scaling, dropout > 0 ? CounterDropout.DrawSeed() : 0, ReturnedGradients);
         if (is_grad_enabled())
             return LoraFunction.Apply(x, lora_A.weight, lora_B.weight, _base, settings);
         // No graph to record (inference, or a checkpointed layer's first pass): the node's arithmetic without the node.

@@ -10,7 +10,7 @@ namespace Ertas.Training;
 /// most) with fresh mmaps, so every forward and backward would fault in and zero every page of a new buffer (the
 /// kernel's time, more than the dequantization itself). Reusing one buffer per shape costs, for 7B, 274 MB held for the
 /// model's life. The dequantized weight never outlives the matmul that reads it (<see cref="LoraFunction"/> saves
-/// nothing for backward), so one buffer per shape suffices; a rent while that buffer is out (re-entrancy, a second
+/// nothing of W for backward), so one buffer per shape suffices; a rent while that buffer is out (re-entrancy, a second
 /// thread) gets a fresh tensor instead, so sharing is never unsafe, only slower.
 /// </para>
 /// Reference-counted: each weight that holds the workspace calls <see cref="Attach"/> and, when disposed,

@@ -164,6 +164,7 @@ public sealed class Trainer : IDisposable
                     var (ids, labels, positions, segments) = Batch(train, rows);
                     run.Phase?.Invoke("forward");
                     using var returned = new ReturnedGradients();
+                    foreach (var target in Targets) target.Module.ReturnedGradients = returned;
                     var hidden = Model.ForwardPackedHidden(ids, positions, segments, Options.GradientCheckpointing
                         ? (layer, x, index) => ActivationCheckpoint.Run(layer, x, _layerParameters[index], returned)
                         : null);
@@ -173,6 +174,7 @@ public sealed class Trainer : IDisposable
                     if (stepTrained > 0)
                         summed.DividedBy(stepTrained).backward();
                     lossSum += summed.item<float>();
+                    foreach (var target in Targets) target.Module.ReturnedGradients = null;
                     run.Phase?.Invoke("release");
                 }
                 var tokens = rows.Sum(r => CountTokens(train, r));

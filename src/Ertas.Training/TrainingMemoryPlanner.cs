@@ -114,7 +114,7 @@ public static class TrainingMemoryPlanner
         var withoutCheckpointing = positions * (h * s + layers * layer.Saved - layer.FirstLayerDiscount);
         // Checkpointing keeps each layer's input (the embedding output and every layer's output) and nothing else.
         var withCheckpointing = positions * (layers + 1) * h * s;
-        var ropeRows = RopeRowBytes(config, options, s);
+        var attentionInputs = AttentionInputBytes(config, options, s);
 
         // Held from the forward to the end of the step: the final norm's output (and, in bf16, its float32 input copy;
         // its rsqrt) and the loss's copy of the rows with a label (every position, at most). The loss never holds the
@@ -150,7 +150,7 @@ public static class TrainingMemoryPlanner
             new("lora gradients (f32)", lora),
             new("adamw state (f32, 2 moments)", 2 * lora),
             new(options.GradientCheckpointing ? "activations (checkpointed)" : "activations", activations),
-            new("rope rows", ropeRows),
+            new("rope rows, attention mask", attentionInputs),
             new("final hidden states", finalHidden),
             // One name whichever term is larger: plan tables show the CPU and GPU estimates' parts side by side by position.
             new("backward working set", transient),
@@ -223,12 +223,18 @@ public static class TrainingMemoryPlanner
 
     /// <summary>
     /// RoPE's cos and sin rows (B, 1, T, head_dim) in the compute type, made once per forward and shared by every layer.
-    /// Packed rows need no attention mask: attention runs per segment (MistralModel.ForwardPackedHidden). Segment ids
-    /// that are not one run each, or a run longer than the sliding window, make the model build the (B, 1, T, T) mask
-    /// instead, which this plan does not count (the dataset packer never produces either).
+    /// Packed rows need no attention mask: attention runs per segment (MistralModel.ForwardPackedHidden), unless a
+    /// segment (an example or the padding) can be longer than the sliding window: then the model builds the shared
+    /// block-diagonal mask, counted here as it is made: the additive (B, 1, T, T) mask in the compute type, the bool
+    /// (B, T, T) same-segment test, the allowed mask and its negation, and the (T, T) int64 query-key distance with its
+    /// bool comparisons. (Segment ids that are not one run each also need the mask; the dataset packer never makes them.)
     /// </summary>
-    private static long RopeRowBytes(MistralConfig config, TrainingOptions options, long s) =>
-        2L * options.BatchSize * options.SequenceLength * config.HeadDim * s;
+    private static long AttentionInputBytes(MistralConfig config, TrainingOptions options, long s)
+    {
+        var (b, t) = ((long)options.BatchSize, (long)options.SequenceLength);
+        var rope = 2 * b * t * config.HeadDim * s;
+        return config.SlidingWindow is { } window && t > window ? rope + b * t * t * (s + 3) + t * t * (8 + 1 + 2) : rope;
+    }
 
     private static long Elements(long[] shape) => shape.Aggregate(1L, (a, b) => a * b);
 }

@@ -108,3 +108,38 @@ public sealed class LoraFunctionTests
         Assert.True(Tensors.BitEqual(plain, recorded));
     }
 }
+
+public sealed class LoraReturnedGradientsTests
+{
+    [Fact]
+    public void HandlesReleasedByTheNextNode_LeaveEveryGradientTheEngineDelivered()
+    {
+        Tensor[] Run(ReturnedGradients? returned)
+        {
+            using var scope = NewDisposeScope();
+            using var generator = new Generator(3);
+            using var w1 = Tensors.Gaussian([32, 24], seed: 1, std: 0.2);
+            using var w2 = Tensors.Gaussian([16, 32], seed: 2, std: 0.2);
+            var options = new LoraOptions { Rank = 4, Alpha = 8, Dropout = 0.2 };
+            using var first = LoraLinear.FromPlain(w1, options, generator);
+            using var second = LoraLinear.FromPlain(w2, options, generator);
+            foreach (var lora in new[] { first, second })
+            {
+                using (no_grad()) lora.lora_B.weight.copy_(Tensors.Gaussian(lora.lora_B.weight.shape, seed: 4, std: 0.3));
+                lora.ReturnedGradients = returned;
+            }
+            var x = Tensors.Gaussian([3, 5, 24], seed: 5).requires_grad_();
+            manual_seed(8);
+            second.call(first.call(x)).pow(2).sum().backward();
+            returned?.Dispose(); // every handle a node returned, as the trainer's holder at the end of the pass
+            return [.. new[] { x.grad!, first.lora_A.weight.grad!, first.lora_B.weight.grad!, second.lora_A.weight.grad!, second.lora_B.weight.grad! }
+                .Select(g => g.detach().clone().MoveToOuterDisposeScope())];
+        }
+
+        var kept = Run(null);
+        using var holder = new ReturnedGradients();
+        var released = Run(holder);
+        Assert.Equal(kept.Length, released.Length);
+        for (var i = 0; i < kept.Length; i++) Assert.True(Tensors.BitEqual(kept[i], released[i]), $"gradient {i}");
+    }
+}

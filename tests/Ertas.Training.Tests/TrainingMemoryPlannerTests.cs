@@ -70,9 +70,13 @@ public sealed class TrainingMemoryPlannerTests
         var at512 = TrainingMemoryPlanner.Estimate(Config100M, F32 with { BatchSize = 2 }, PlanDevice.Cpu);
         var at1024 = TrainingMemoryPlanner.Estimate(Config100M, F32 with { BatchSize = 1, SequenceLength = 1024 }, PlanDevice.Cpu);
         Assert.Equal(Part(at512, "activations"), Part(at1024, "activations"));
-        // cos/sin rows (B, 1, T, head_dim), float32.
+        // cos/sin rows (B, 1, T, head_dim), float32; no mask while rows fit the sliding window (100m has none).
         Assert.Equal(2L * 1024 * 64 * 4, Part(at1024, "rope rows"));
         Assert.Equal(Part(at512, "rope rows"), Part(at1024, "rope rows"));
+        // Rows longer than the window may hold a segment longer than it: the model builds the mask, and the plan counts
+        // the additive float32 (B, 1, T, T) mask, its bool sources (3 bytes) and the (T, T) distance tests (11 bytes).
+        var windowed = TrainingMemoryPlanner.Estimate(Config100M with { SlidingWindow = 512 }, F32 with { BatchSize = 1, SequenceLength = 1024 }, PlanDevice.Cpu);
+        Assert.Equal(2L * 1024 * 64 * 4 + 1024L * 1024 * 7 + 1024L * 1024 * 11, Part(windowed, "rope rows"));
     }
 
     [Fact]
