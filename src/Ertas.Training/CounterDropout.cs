@@ -45,7 +45,9 @@ public static unsafe class CounterDropout
     }
 
     /// <summary>Whether element <paramref name="index"/> survives under <paramref name="seed"/> and <paramref name="p"/>.</summary>
-    public static bool Kept(ulong seed, long index, double p) => Half(Hash(seed, index >> 1), index) >= Threshold(p);
+    public static bool Kept(ulong seed, long index, double p) => Kept(seed, index, Threshold(p));
+
+    private static bool Kept(ulong seed, long index, ushort threshold) => Half(Hash(seed, index >> 1), index) >= threshold;
 
     /// <summary>
     /// <paramref name="destination"/> = <paramref name="source"/> where kept, +0 where dropped: both the same type
@@ -157,7 +159,7 @@ public static unsafe class CounterDropout
         for (; i + width <= count; i += width)
             (Vector.Load(from + i) & Keep(lanes, (uint)((first + i) >> 1), k0, k1, limit)).Store(to + i);
         for (; i < count; i++)
-            to[i] = Half(Hash(seed, (first + i) >> 1), first + i) >= threshold ? from[i] : (ushort)0;
+            to[i] = Kept(seed, first + i, threshold) ? from[i] : (ushort)0;
     }
 
     private static void F32Chunk(uint* from, uint* to, long first, int count, ulong seed, ushort threshold)
@@ -176,7 +178,7 @@ public static unsafe class CounterDropout
             (Vector.Load(from + i + half) & high.As<int, uint>()).Store(to + i + half);
         }
         for (; i < count; i++)
-            to[i] = Half(Hash(seed, (first + i) >> 1), first + i) >= threshold ? from[i] : 0u;
+            to[i] = Kept(seed, first + i, threshold) ? from[i] : 0u;
     }
 
     /// <summary>The mask on devices other than the CPU: torch's bernoulli from a generator seeded with
