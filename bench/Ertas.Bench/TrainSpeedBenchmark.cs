@@ -244,7 +244,9 @@ public static class TrainSpeedBenchmark
                 warmedUp();
             }
             stamps.Add(clock.Elapsed.TotalSeconds);
-            log.WriteLine($"{line}; {TrainingWorker.DescribeMemory()}");
+            var blocks = Ertas.Modeling.Native.TensorBlockCache.Current;
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{line}; {TrainingWorker.DescribeMemory()}; tensor blocks faulted in so far {(blocks?.FreshBytes ?? 0) / 1048576.0:F0} MB, moved {(blocks?.MovedBytes ?? 0) / 1048576.0:F0} MB"));
         }
     }
 

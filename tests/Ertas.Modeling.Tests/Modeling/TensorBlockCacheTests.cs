@@ -117,24 +117,47 @@ public sealed class TensorBlockCacheTests
         var end = TensorBlockCache.Current!.Value;
         foreach (var t in held) t.Dispose();
         Assert.True(end.Hits > start.Hits, "some blocks were reused");
-        Assert.True(end.ShrunkHits > start.ShrunkHits, "some larger blocks were cut down to size");
-        Assert.True(end.EvictedBlocks > start.EvictedBlocks, "some misses had to unmap cached blocks first");
+        Assert.True(end.SplitHits > start.SplitHits, "some larger blocks were cut down to size");
+        Assert.True(end.TakenApart > start.TakenApart && end.MovedBytes > start.MovedBytes, "some misses were built from cached blocks' pages");
+        Assert.Equal(start.FailedMoves, end.FailedMoves); // every piece moved lay inside one kernel mapping
         Assert.InRange(end.PeakMappedBytes, 0, mostLive);
+    }
+
+    [SkippableFact]
+    public void AMissOfANewSizeGetsTheFreedBlocksPagesMovedUnderItNotFreshZeroedPages()
+    {
+        Installed();
+        TensorBlockCache.Trim();
+        using (var old = empty(4 * MiB, ScalarType.Byte)) old.fill_(0x5A);
+        var before = TensorBlockCache.Current!.Value;
+        using var next = empty(9 * MiB, ScalarType.Byte); // no cached block of this size or up to twice it
+        var after = TensorBlockCache.Current!.Value;
+        Assert.Equal(before.Misses + 1, after.Misses);
+        // Its two huge pages went to the first 2 MB offsets and its header page became the new header page.
+        Assert.Equal(before.MovedBytes + 4 * MiB + 4096, after.MovedBytes);
+        Assert.Equal(0, after.CachedBytes);
+        // Fresh pages would read as zeros: the moved ones still hold what the freed tensor wrote.
+        Assert.Equal(4 * MiB, next.narrow(0, 0, 4 * MiB).eq(0x5A).sum().ToInt64());
+        Assert.Equal(0, next.narrow(0, 4 * MiB, 5 * MiB).ne(0).sum().ToInt64());
     }
 
     [SkippableFact]
     public void AfterUninstallGlibcFreesBlocksTheCacheHandedOutAndTorchKeepsWorking()
     {
         Installed();
-        var live = empty(6 * MiB, ScalarType.Byte);
+        TensorBlockCache.Trim();
+        empty(3 * MiB, ScalarType.Byte).Dispose();
+        var moved = TensorBlockCache.Current!.Value.MovedBytes;
+        var live = empty(7 * MiB, ScalarType.Byte); // built from the 3 MB block's pages and fresh ones: several kernel mappings
+        Assert.True(TensorBlockCache.Current!.Value.MovedBytes > moved);
         var block = DataPointer(live);
-        Assert.True(IsMapped(block));
+        Assert.True(IsMapped(block) && IsMapped(block + (nint)(7 * MiB) - 1));
         TensorBlockCache.Uninstall();
         try
         {
             Assert.Null(TensorBlockCache.Current);
             live.Dispose(); // glibc's free: the block carries glibc's mmapped-chunk header, so it is unmapped
-            Assert.False(IsMapped(block));
+            Assert.False(AnyMapped(block - 4096, block + (nint)(7 * MiB))); // every piece of it
             using var plain = ones(6 * MiB, ScalarType.Byte);
             Assert.Equal(6 * MiB, plain.sum().ToInt64());
         }
@@ -144,6 +167,9 @@ public sealed class TensorBlockCacheTests
         }
         Assert.NotNull(TensorBlockCache.Current);
     }
+
+    private static bool AnyMapped(nint start, nint end) =>
+        File.ReadLines("/proc/self/maps").Select(MapsLine.Parse).Any(m => m.Start < (ulong)end && m.End > (ulong)start);
 
     private static bool IsMapped(nint address) =>
         File.ReadLines("/proc/self/maps").Any(line => MapsLine.Parse(line).Contains((ulong)address));
