@@ -246,7 +246,7 @@ public static class TrainSpeedBenchmark
             stamps.Add(clock.Elapsed.TotalSeconds);
             var blocks = Ertas.Modeling.Native.TensorBlockCache.Current;
             log.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{line}; {TrainingWorker.DescribeMemory()}; tensor blocks faulted in so far {(blocks?.FreshBytes ?? 0) / 1048576.0:F0} MB, moved {(blocks?.MovedBytes ?? 0) / 1048576.0:F0} MB"));
+                $"{line}; {TrainingWorker.DescribeMemory()}; tensor blocks faulted in so far {(blocks?.FreshBytes ?? 0) / 1048576.0:F0} MB, moved {(blocks?.MovedBytes ?? 0) / 1048576.0:F0} MB, {blocks?.CachedBlocks} blocks and {blocks?.LoosePieces} loose pieces cached"));
         }
     }
 

@@ -84,7 +84,7 @@ public sealed unsafe partial class TensorBlockCache
     /// (evicted), and moves the kernel refused.
     /// </summary>
     public readonly record struct Statistics(long Hits, long SplitHits, long Misses, long TakenApart, long EvictedBlocks, long FailedMoves,
-        long MovedBytes, long FreshBytes, long LiveBytes, long CachedBytes, long PeakMappedBytes);
+        long MovedBytes, long FreshBytes, long LiveBytes, long CachedBytes, long PeakMappedBytes, int CachedBlocks, int LoosePieces);
 
     public static Statistics? Current
     {
@@ -94,7 +94,8 @@ public sealed unsafe partial class TensorBlockCache
             if (cache is null) return null;
             lock (cache._gate)
                 return new Statistics(cache._hits, cache._split, cache._misses, cache._takenApart, cache._evicted, cache._failedMoves,
-                    (long)cache._movedBytes, (long)cache._freshBytes, (long)cache._liveBytes, (long)cache._cachedBytes, (long)cache._peakMappedBytes);
+                    (long)cache._movedBytes, (long)cache._freshBytes, (long)cache._liveBytes, (long)cache._cachedBytes, (long)cache._peakMappedBytes,
+                    cache._free.Count, cache._spans.Count);
         }
     }
 
@@ -278,7 +279,16 @@ public sealed unsafe partial class TensorBlockCache
                     if (end > length)
                     {
                         var from = Math.Max(extent.Offset, length);
-                        _spans.Add((block.Start + (nint)from, end - from));
+                        // The pages sharing the cut huge page with the head go back to the kernel: moved later, they would
+                        // split that huge page under a live tensor (measured: a checkpointed step slowed from 6 to 8 s
+                        // as its huge pages were split up). Whole huge pages after it stay cached.
+                        var keepFrom = block.Length - Page < HugePage ? from : Math.Max(from, Math.Min(end, Page + RoundUp(length - Page, HugePage)));
+                        if (keepFrom > from)
+                        {
+                            munmap(block.Start + (nint)from, keepFrom - from);
+                            _cachedBytes -= keepFrom - from;
+                        }
+                        if (end > keepFrom) _spans.Add((block.Start + (nint)keepFrom, end - keepFrom));
                     }
                 }
                 _split++;
@@ -306,8 +316,9 @@ public sealed unsafe partial class TensorBlockCache
     /// <summary>
     /// Moves cached pages (mremap: no copy, no zeroing) under the new mapping at <paramref name="start"/> and returns
     /// its extents. Whole 2 MB pieces go to the user part's 2 MB offsets, so huge pages move as they are (one page
-    /// table entry each) and stay huge; then loose pages fill the header page and the rest. What nothing covers faults
-    /// in fresh, as a new mapping would. Blocks are taken apart only when the loose pages run out.
+    /// table entry each) and stay huge; then 4 KB-paged loose pages fill the header page and the tail after the last
+    /// 2 MB slot. What nothing covers faults in fresh, as a new mapping would. Blocks are taken apart only when the
+    /// loose pages run out.
     /// </summary>
     private Extent[] FillFromCache(nint start, nuint length, out nuint moved)
     {
@@ -324,7 +335,8 @@ public sealed unsafe partial class TensorBlockCache
             if (MoveFromSpan(i, from, bytes, start + (nint)cursor)) filled.Add(new Extent(cursor, bytes));
             cursor += bytes;
         }
-        foreach (var (holeStart, holeEnd) in new[] { ((nuint)0, Page), (cursor, length) })
+        // Huge-page slots left empty fault in fresh as huge pages: filled with 4 KB pieces they would lose that.
+        foreach (var (holeStart, holeEnd) in new[] { ((nuint)0, Page), (slotsEnd, length) })
         {
             for (var at = holeStart; at < holeEnd && filled.Count < MaxExtents;)
             {
@@ -368,7 +380,7 @@ public sealed unsafe partial class TensorBlockCache
     /// <summary>
     /// Up to <paramref name="need"/> bytes of 4 KB-paged cached memory: a span's pages before its first or after its
     /// last 2 MB boundary, the smallest that holds <paramref name="need"/>, else the largest. Free blocks are taken
-    /// apart when no span has such pages; huge pages are cut only when nothing else is cached.
+    /// apart when no span has such pages. Huge pages are never cut: that would split them for good.
     /// </summary>
     private (int Index, nint From, nuint Bytes) LoosePiece(nuint need)
     {
@@ -391,7 +403,7 @@ public sealed unsafe partial class TensorBlockCache
             }
             if (best.Index >= 0) return best;
             if (TakeApartOldest()) continue;
-            return _spans.Count == 0 ? (-1, 0, 0) : (0, _spans[0].Start, Math.Min(need, _spans[0].Length));
+            return (-1, 0, 0);
         }
     }
 

@@ -142,6 +142,25 @@ public sealed class TensorBlockCacheTests
     }
 
     [SkippableFact]
+    public void ABlockCutDownGivesBackThePagesOfTheHugePageItCutAndKeepsTheWholeOnesAfter()
+    {
+        Installed();
+        TensorBlockCache.Trim();
+        nint freed;
+        using (var big = empty(6 * MiB, ScalarType.Byte)) freed = DataPointer(big);
+        var before = TensorBlockCache.Current!.Value;
+        using var cut = empty(3 * MiB, ScalarType.Byte); // up to twice its size: the 6 MB block cut down
+        var after = TensorBlockCache.Current!.Value;
+        Assert.Equal(freed, DataPointer(cut));
+        Assert.Equal(before.SplitHits + 1, after.SplitHits);
+        // Moving [3, 4) MB later would split the huge page the live tensor uses: it is unmapped, [4, 6) stays cached.
+        Assert.False(IsMapped(freed + (nint)(3 * MiB)));
+        Assert.True(IsMapped(freed + (nint)(4 * MiB)));
+        Assert.Equal(2 * MiB, after.CachedBytes);
+        Assert.Equal(1, after.LoosePieces);
+    }
+
+    [SkippableFact]
     public void AfterUninstallGlibcFreesBlocksTheCacheHandedOutAndTorchKeepsWorking()
     {
         Installed();
