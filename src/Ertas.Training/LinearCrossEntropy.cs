@@ -7,17 +7,19 @@ namespace Ertas.Training;
 
 /// <summary>
 /// The training loss, <c>cross_entropy(F.linear(hidden, W).float(), labels, ignore_index, reduction: sum)</c>, without
-/// ever holding the (positions, vocab) logits: rows are taken a chunk at a time, and backward computes each chunk's
-/// logits again. Only rows with a label are computed at all: a row whose label is ignored contributes no loss and a
-/// zero gradient, so its share of the 32768-way head is skipped (prompt turns, padding).
+/// ever holding the (positions, vocab) logits: rows are taken a chunk at a time. When a gradient will be wanted, each
+/// chunk's gradient for its hidden rows is computed right after its loss, from the same logits, and backward only
+/// scales it: the head's logits are computed once per step instead of twice. Only rows with a label are computed at
+/// all: a row whose label is ignored contributes no loss and a zero gradient, so its share of the 32768-way head is
+/// skipped (prompt turns, padding).
 /// </summary>
 /// <remarks>
 /// The plain form allocates three float32 (B, T, vocab) tensors per micro-batch (logits, log-probabilities, their
 /// gradient; 262 MB each for 2048 positions of a 32000 vocabulary) plus a copy in the compute type. Besides memory,
 /// fresh pages that large come straight from the kernel, zeroed, on every step. Per row the arithmetic is
-/// autograd's: log_softmax of the float32 logits, the label's entry; backward softmax * g with g subtracted at the
-/// label, rounded to the compute type, times W. Only the order in which row losses are summed differs. W must be
-/// frozen (QLoRA never trains the head).
+/// autograd's: log_softmax of the float32 logits, the label's entry; for the gradient softmax with 1 subtracted at the
+/// label, rounded to the compute type, times W, then times the incoming gradient (autograd multiplies by it before the
+/// rounding: in bf16 the two can differ by a rounding step). W must be frozen (QLoRA never trains the head).
 /// </remarks>
 public static class LinearCrossEntropy
 {
@@ -25,8 +27,10 @@ public static class LinearCrossEntropy
     public static long ChunkRows(long vocabSize) => Math.Max(1, (4L << 20) / vocabSize);
 
     /// <summary>Summed loss (a float32 scalar) over rows of <paramref name="hidden"/> (..., H) whose
-    /// <paramref name="labels"/> (...) differ from <paramref name="ignoreIndex"/>, and how many rows that was.</summary>
-    public static (Tensor Sum, long Rows) Sum(Tensor hidden, Tensor weight, Tensor labels, long ignoreIndex)
+    /// <paramref name="labels"/> (...) differ from <paramref name="ignoreIndex"/>, and how many rows that was.
+    /// <paramref name="expectedGradient"/> is the gradient backward will bring (1 / N for a loss divided by N): the
+    /// hidden rows' gradient is made with it in forward, with autograd's arithmetic; another value is scaled to.</summary>
+    public static (Tensor Sum, long Rows) Sum(Tensor hidden, Tensor weight, Tensor labels, long ignoreIndex, float expectedGradient = 1f)
     {
         if (weight.requires_grad)
             throw new ArgumentException("the output weight must be frozen: the chunked loss computes no gradient for it", nameof(weight));
@@ -38,57 +42,55 @@ public static class LinearCrossEntropy
         using var flatHidden = hidden.reshape(-1, hidden.shape[^1]);                       // (B*T, H)
         using var selected = flatHidden.index_select(0, keep);                            // (N, H)
         using var targets = flatLabels.index_select(0, keep).unsqueeze(1);               // (N, 1)
-        return (Function.apply(selected, weight, targets), rows);
+        var withGradient = is_grad_enabled() && hidden.requires_grad; // else (evaluation) the loss alone
+        return (Function.apply(selected, weight, targets, withGradient ? expectedGradient : (float?)null), rows);
     }
 
-    /// <summary>lm_head's weight needs no gradient, so it is kept as data rather than a saved variable.</summary>
-    private sealed record FrozenWeight(Tensor Tensor);
+    /// <summary>The hidden rows' gradient for an incoming gradient of <paramref name="For"/>, made in forward. Kept as
+    /// data (a holder: TorchSharp prints a warning for every bare tensor), owned by the caller's dispose scope.</summary>
+    private sealed record MadeGradient(Tensor Tensor, float For);
 
     private sealed class Function : autograd.SingleTensorFunction<Function>
     {
         public override string Name => nameof(LinearCrossEntropy);
 
-        /// <summary>vars: hidden (N, H), weight (V, H), targets (N, 1) int64.</summary>
+        /// <summary>vars: hidden (N, H), weight (V, H), targets (N, 1) int64, the expected incoming gradient or null
+        /// for none (no gradient made).</summary>
         public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
         {
-            var (hidden, weight, targets) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2]);
-            ctx.save_for_backward([hidden, targets]);
-            ctx.save_data("weight", new FrozenWeight(weight)); // a holder: TorchSharp prints a warning for every bare tensor
+            var (hidden, weight, targets, expected) = ((Tensor)vars[0], (Tensor)vars[1], (Tensor)vars[2], (float?)vars[3]);
             using var scope = NewDisposeScope();
             var chunk = ChunkRows(weight.shape[0]);
             var total = zeros([], ScalarType.Float32, hidden.device);
+            var gradient = expected is null ? null : empty_like(hidden);
+            using var g = full([], expected ?? 0f, ScalarType.Float32, hidden.device);
+            using var negG = full([chunk, 1], -(expected ?? 0f), ScalarType.Float32, hidden.device);
             for (long start = 0; start < hidden.shape[0]; start += chunk)
             {
                 using var inner = NewDisposeScope();
                 var n = Math.Min(chunk, hidden.shape[0] - start);
+                var rows = targets.narrow(0, start, n);
                 var logProbs = LogProbs(hidden.narrow(0, start, n), weight);                 // (n, V) float32
-                total.sub_(logProbs.gather(1, targets.narrow(0, start, n)).sum());
+                total.sub_(logProbs.gather(1, rows).sum());
+                if (gradient is null) continue;
+                var gradLogits = logProbs.exp_().mul_(g);                                     // softmax * g
+                gradLogits.scatter_add_(1, rows, negG.narrow(0, 0, n));                      // - g at the label
+                var rounded = gradLogits.dtype == hidden.dtype ? gradLogits : gradLogits.to(hidden.dtype);
+                gradient.narrow(0, start, n).copy_(rounded.matmul(weight));                   // (n, H)
             }
+            if (gradient is not null) ctx.save_data("gradient", new MadeGradient(gradient.MoveToOuterDisposeScope(), expected!.Value));
             return total.MoveToOuterDisposeScope();
         }
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
         {
-            var saved = ctx.get_saved_variables();
-            var (hidden, targets) = (saved[0], saved[1]);
-            var weight = ((FrozenWeight)ctx.get_data("weight")).Tensor;
             using var scope = NewDisposeScope();
-            var g = grad_output.to(ScalarType.Float32);
-            var negG = g.neg();
-            var gradHidden = empty_like(hidden);
-            var chunk = ChunkRows(weight.shape[0]);
-            for (long start = 0; start < hidden.shape[0]; start += chunk)
-            {
-                using var inner = NewDisposeScope();
-                var n = Math.Min(chunk, hidden.shape[0] - start);
-                var gradLogits = LogProbs(hidden.narrow(0, start, n), weight).exp_().mul_(g); // softmax * g
-                var rows = targets.narrow(0, start, n);
-                gradLogits.scatter_add_(1, rows, negG.expand(n, 1));                        // - g at the label
-                var rounded = gradLogits.dtype == hidden.dtype ? gradLogits : gradLogits.to(hidden.dtype);
-                gradHidden.narrow(0, start, n).copy_(rounded.matmul(weight));               // (n, H)
-            }
+            var made = (MadeGradient)ctx.get_data("gradient");
+            var g = grad_output.to(ScalarType.Float32).item<float>();
             grad_output.Dispose(); // TorchSharp's handle, made in the caller's scope
-            return [gradHidden.MoveToOuterDisposeScope(), null!, null!];
+            // The gradient expected: exactly what autograd would give. Another one: scaled, one rounding more in bf16.
+            var gradHidden = g == made.For ? made.Tensor.alias() : made.Tensor.Times((double)g / made.For);
+            return [gradHidden.MoveToOuterDisposeScope(), null!, null!, null!];
         }
 
         private static Tensor LogProbs(Tensor hidden, Tensor weight)

@@ -169,7 +169,8 @@ public sealed class Trainer : IDisposable
                         ? (layer, x, index) => ActivationCheckpoint.Run(layer, x, _layerParameters[index], returned)
                         : null);
                     run.Phase?.Invoke("loss");
-                    var (summed, _) = LinearCrossEntropy.Sum(hidden, Model.OutputWeight, labels, PackedSplit.IgnoreIndex);
+                    // backward brings 1 / stepTrained (the division below, in float32)
+                    var (summed, _) = LinearCrossEntropy.Sum(hidden, Model.OutputWeight, labels, PackedSplit.IgnoreIndex, 1f / Math.Max(1, stepTrained));
                     run.Phase?.Invoke("backward");
                     if (stepTrained > 0)
                         summed.DividedBy(stepTrained).backward();

@@ -117,12 +117,12 @@ public static class TrainingMemoryPlanner
         var attentionInputs = AttentionInputBytes(config, options, s);
 
         // Held from the forward to the end of the step: the final norm's output (and, in bf16, its float32 input copy;
-        // its rsqrt) and the loss's copy of the rows with a label (every position, at most). The loss never holds the
-        // logits (LinearCrossEntropy).
+        // its rsqrt) and the gradient the loss made for the rows with a label (every position, at most). The loss never
+        // holds the logits (LinearCrossEntropy).
         var finalHidden = positions * (2 * h * s + 4 + (s == 2 ? 4 * h : 0));
-        // The step's largest transient on top of the above ("backward working set"). The loss backward: one chunk's
-        // logits in the compute type, their float32 log-softmax (and, in bf16, the float32 copy of the logits and the
-        // gradient rounded back), then the hidden gradient of the labelled rows and its scatter to every position.
+        // The step's largest transient on top of the above ("backward working set"). The loss: one chunk's logits in
+        // the compute type, their float32 log-softmax (and, in bf16, the float32 copy of the logits and the gradient
+        // rounded back); in backward the hidden gradient of the labelled rows, scaled, and its scatter to every position.
         var chunkElements = LinearCrossEntropy.ChunkRows(vocab) * vocab;
         var lossBackward = chunkElements * (s == 2 ? 2 * s + 8 : 8) + 2 * positions * h * s;
         // Before the loss, the last layer's forward: its intermediates and the projection in flight.

@@ -42,7 +42,7 @@ public sealed class LinearCrossEntropyTests
         var plainGrad = hidden.grad!.to(ScalarType.Float32);
         hidden.grad!.zero_();
 
-        var (chunked, counted) = LinearCrossEntropy.Sum(hidden, weight, labels, Ignore);
+        var (chunked, counted) = LinearCrossEntropy.Sum(hidden, weight, labels, Ignore, expectedGradient: 1f / 37f);
         (chunked / 37.0).backward();
 
         Assert.Equal(labels.ne(Ignore).sum().item<long>(), counted);
@@ -55,6 +55,38 @@ public sealed class LinearCrossEntropyTests
         // Ignored rows get exactly no gradient.
         var ignoredRows = labels.view(-1).eq(Ignore).nonzero().squeeze(1);
         Assert.Equal(0, chunkedGrad.view(-1, 48).index_select(0, ignoredRows).abs().max().item<float>());
+    }
+
+    [Theory]
+    [InlineData(ScalarType.Float32, 1e-6)]
+    [InlineData(ScalarType.BFloat16, 1e-2)] // a rounding more: the gradient made for 1, then scaled
+    public void AGradientOtherThanTheExpectedOne_IsScaledTo(ScalarType dtype, double tolerance)
+    {
+        using var scope = NewDisposeScope();
+        var (hidden, weight, labels) = Case(dtype, 3000, 200, seed: 6);
+        (PlainSum(hidden, weight, labels) * 0.25).backward();
+        var plainGrad = hidden.grad!.to(ScalarType.Float32);
+        hidden.grad!.zero_();
+        var (chunked, _) = LinearCrossEntropy.Sum(hidden, weight, labels, Ignore); // expects 1
+        (chunked * 0.25).backward();
+        var chunkedGrad = hidden.grad!.to(ScalarType.Float32);
+        Assert.True(Tensors.MaxAbsDiff(plainGrad, chunkedGrad) <= tolerance * plainGrad.abs().max().item<float>(),
+            $"max |diff| {Tensors.MaxAbsDiff(plainGrad, chunkedGrad)} against max |grad| {plainGrad.abs().max().item<float>()}");
+    }
+
+    [Fact]
+    public void WithoutGradients_TheLossIsTheSameAndOffTheGraph()
+    {
+        using var scope = NewDisposeScope();
+        var (hidden, weight, labels) = Case(ScalarType.Float32, 3000, 200, seed: 8);
+        var (withGrad, _) = LinearCrossEntropy.Sum(hidden, weight, labels, Ignore);
+        using (no_grad())
+        {
+            var (evaluated, counted) = LinearCrossEntropy.Sum(hidden, weight, labels, Ignore);
+            Assert.False(evaluated.requires_grad);
+            Assert.Equal(withGrad.item<float>(), evaluated.item<float>());
+            Assert.Equal(labels.ne(Ignore).sum().item<long>(), counted);
+        }
     }
 
     [Fact]
