@@ -63,8 +63,8 @@ public static class LinearCrossEntropy
             var chunk = ChunkRows(weight.shape[0]);
             var total = zeros([], ScalarType.Float32, hidden.device);
             var gradient = expected is null ? null : empty_like(hidden);
-            using var g = full([], expected ?? 0f, ScalarType.Float32, hidden.device);
-            using var negG = full([chunk, 1], -(expected ?? 0f), ScalarType.Float32, hidden.device);
+            var g = (double)(expected ?? 0f);
+            using var negG = ones([chunk, 1], ScalarType.Float32, hidden.device).MulInPlace(-g);
             for (long start = 0; start < hidden.shape[0]; start += chunk)
             {
                 using var inner = NewDisposeScope();
@@ -73,7 +73,7 @@ public static class LinearCrossEntropy
                 var logProbs = LogProbs(hidden.narrow(0, start, n), weight);                 // (n, V) float32
                 total.sub_(logProbs.gather(1, rows).sum());
                 if (gradient is null) continue;
-                var gradLogits = logProbs.exp_().mul_(g);                                     // softmax * g
+                var gradLogits = logProbs.exp_().MulInPlace(g);                               // softmax * g
                 gradLogits.scatter_add_(1, rows, negG.narrow(0, 0, n));                      // - g at the label
                 var rounded = gradLogits.dtype == hidden.dtype ? gradLogits : gradLogits.to(hidden.dtype);
                 gradient.narrow(0, start, n).copy_(rounded.matmul(weight));                   // (n, H)
