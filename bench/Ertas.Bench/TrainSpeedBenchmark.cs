@@ -28,7 +28,7 @@ public sealed record TrainSpeedRun(bool Checkpointing, int BatchSize, int Measur
 
 public sealed record TrainSpeedBenchResult(string Preset, long Parameters, long MatmulParameters, long LoraParameters, int SequenceLength,
     int Rank, int Threads, string Compute, double FlopsPerToken, double SixNPerToken, IReadOnlyList<MatmulPeak> Matmul, IReadOnlyList<MatmulPeak> MatmulBf16, IReadOnlyList<TrainSpeedRun> Runs,
-    double PeakRssMb = 0, string LoadBefore = "", string LoadAfter = "", double LabelledFraction = 1, double AttentionSpan = 0)
+    double PeakRssMb = 0, string LoadBefore = "", string LoadAfter = "", double LabelledFraction = 1, double AttentionSpan = 0, string MklDispatch = "")
 {
     public double PeakMatmulFlops => Matmul.Max(m => m.GFlops) * 1e9;
 }
@@ -117,7 +117,8 @@ public static class TrainSpeedBenchmark
             if (again.MedianSeconds < matmul[i].MedianSeconds) matmul[i] = again;
         }
         return new TrainSpeedBenchResult(Preset, flops.TotalParameters, flops.MatmulParameters, flops.LoraParameters, SequenceLength, Rank, Threads,
-            compute.ToString(), flops.PerToken, flops.SixNPerToken, matmul, matmulBf16, runs, LabelledFraction: labelled, AttentionSpan: span);
+            compute.ToString(), flops.PerToken, flops.SixNPerToken, matmul, matmulBf16, runs, LabelledFraction: labelled, AttentionSpan: span,
+            MklDispatch: Ertas.Modeling.Native.MklCpuDispatch.Status is { } kept ? $"MKL's own vendor dispatch ({kept})" : "MKL dispatching by instruction set on this AMD CPU (MklCpuDispatch)");
     }
 
     /// <summary>Diagnostics: RSS after each step, activation checkpointing off and on (float32, batch 1).</summary>
@@ -259,7 +260,7 @@ public static class TrainSpeedBenchmark
         md.AppendLine();
         md.AppendLine(inv, $"`Trainer.Train` on the {r.Preset} preset ({r.Parameters / 1e6:F1} M parameters: {r.MatmulParameters / 1e6:F1} M in projections and lm_head, the rest the embedding;");
         md.AppendLine(inv, $"hidden 768, 12 layers, 12/4 heads, SwiGLU 2048, vocab 32000): NF4 base, LoRA r {r.Rank} on all seven projections ({r.LoraParameters / 1e6:F2} M trainable),");
-        md.AppendLine(inv, $"**{r.Compute} compute**, rows of {r.SequenceLength}, batch {BatchSize}, dropout 0.05, AdamW, {r.Threads} threads; one warm-up step, then the median of {MeasuredSteps} steps.");
+        md.AppendLine(inv, $"**{r.Compute} compute**, rows of {r.SequenceLength}, batch {BatchSize}, dropout 0.05, AdamW, {r.Threads} threads; one warm-up step, then the median of {MeasuredSteps} steps; {r.MklDispatch}.");
         md.AppendLine(inv, $"Peak = the best {r.Compute} `torch.matmul` FLOP/s on square matrices, same process and threads, the faster of a measurement before and one after the runs:");
         md.AppendLine(inv, $"{string.Join(", ", r.Matmul.Select(m => $"{m.Size}^3 {m.GFlops:F0}"))} GFLOP/s.");
         if (r.Compute != "BF16")
