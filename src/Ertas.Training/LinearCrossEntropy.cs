@@ -34,6 +34,8 @@ public static class LinearCrossEntropy
     {
         if (weight.requires_grad)
             throw new ArgumentException("the output weight must be frozen: the chunked loss computes no gradient for it", nameof(weight));
+        if (!float.IsFinite(expectedGradient) || expectedGradient == 0)
+            throw new ArgumentOutOfRangeException(nameof(expectedGradient), expectedGradient, "the gradient backward brings must be finite and not zero");
         using var flatLabels = labels.reshape(-1);
         using var keep = flatLabels.NotEqual(ignoreIndex).nonzero().squeeze(1);                  // (N) rows with a label
         var rows = keep.shape[0];

@@ -14,42 +14,76 @@ namespace Ertas.Modeling.Native;
 /// the 100m training step about a third less; its error against a float64 reference was the same to three digits.
 /// </para>
 /// <para>
-/// How: before MKL's first call, the cached answer is set to "Intel". Only on AMD CPUs with AVX-512 BF16 (where it was
-/// measured), only when the function still begins with the instructions that read that variable, only when the
-/// variable lies in libtorch's own writable data and still holds "not asked yet". Everything else is left as it is.
-/// <see cref="DisableVariable"/>=0 turns it off.
+/// How: before MKL's first call, the cached answer is set to "Intel". Only on AMD CPUs with AVX-512 BF16 and the rest
+/// of the AVX-512 set MKL then assumes (where it was measured), only when the function still begins with the
+/// instructions that read that variable, only when the variable lies in libtorch's own writable data and still holds
+/// "not asked yet", and not under <c>MKL_CBWR</c>. Everything else is left as it is. <see cref="DisableVariable"/>=0
+/// turns it off.
 /// </para>
 /// </summary>
-public static unsafe class MklCpuDispatch
+public static unsafe partial class MklCpuDispatch
 {
     public const string DisableVariable = "ERTAS_MKL_CPU_DISPATCH";
     private const string VendorCheck = "mkl_serv_intel_cpu_true";
+    private const int RtldLazy = 1, RtldNoLoad = 4;
 
-    private static readonly Lazy<string?> Outcome = new(Apply);
+    private static readonly Lock Gate = new();
+    private static string? s_status = "not tried: libtorch is not loaded yet";
+    private static bool s_tried;
 
-    /// <summary>Null when MKL now dispatches by instruction set, else why not (not applicable, turned off, not found).</summary>
-    public static string? Status => Outcome.Value;
+    /// <summary>Null when MKL dispatches by instruction set, else why not (not tried yet, not applicable, turned off).</summary>
+    public static string? Status
+    {
+        get
+        {
+            lock (Gate) return s_status;
+        }
+    }
 
-    /// <summary>Applies it once per process (libtorch must be loaded, MKL not yet called); returns <see cref="Status"/>.</summary>
-    public static string? TryApply() => Outcome.Value;
+    /// <summary>Applies it once per process, right after libtorch is loaded and before MKL's first call; returns
+    /// <see cref="Status"/>.</summary>
+    public static string? TryApply()
+    {
+        lock (Gate)
+        {
+            if (!s_tried)
+            {
+                s_status = Apply();
+                s_tried = true;
+            }
+            return s_status;
+        }
+    }
 
     private static string? Apply()
     {
         if (Environment.GetEnvironmentVariable(DisableVariable) == "0") return $"{DisableVariable}=0";
+        // MKL's conditional numerical reproducibility answers the vendor question from its own setting.
+        if (Environment.GetEnvironmentVariable("MKL_CBWR") is { Length: > 0 }) return "MKL_CBWR is set";
         if (!OperatingSystem.IsLinux() || !X86Base.IsSupported) return "MKL's vendor check is changed on Linux x64 only";
-        if (!IsAmdWithAvx512Bf16()) return "not an AMD CPU with AVX-512 BF16 (MKL's own choice is kept)";
+        if (!CpuQualifies) return "not an AMD CPU with AVX-512 BF16 and Ice Lake's AVX-512 set (MKL's own choice is kept)";
         try
         {
-            if (!NativeLibrary.TryLoad("libtorch_cpu.so", out var library)) return "libtorch_cpu.so is not loaded";
-            if (!NativeLibrary.TryGetExport(library, VendorCheck, out var function)) return $"libtorch_cpu.so has no {VendorCheck}";
-            var code = (byte*)function;
-            // mov eax, [rip + d]; test eax, eax; js: the cached answer, computed when negative.
-            if (code[0] != 0x8B || code[1] != 0x05 || code[6] != 0x85 || code[7] != 0xC0 || code[8] != 0x78)
-                return $"{VendorCheck} does not start as expected (another MKL build)";
-            var cached = (int*)(code + 6 + *(int*)(code + 2));
-            if (!InWritableMappingOf((nint)cached, "libtorch_cpu.so")) return $"{VendorCheck}'s variable is not in libtorch's writable data";
-            var was = Interlocked.CompareExchange(ref *cached, 1, -1);
-            return was == -1 ? null : $"MKL already asked for the vendor (answer {was})";
+            var library = dlopen("libtorch_cpu.so", RtldLazy | RtldNoLoad); // only if already loaded
+            if (library == 0) return "libtorch_cpu.so is not loaded";
+            try
+            {
+                if (!NativeLibrary.TryGetExport(library, VendorCheck, out var function)) return $"libtorch_cpu.so has no {VendorCheck}";
+                var code = (byte*)function;
+                // mov eax, [rip + d]; test eax, eax; js: the cached answer, computed when negative.
+                if (code[0] != 0x8B || code[1] != 0x05 || code[6] != 0x85 || code[7] != 0xC0 || code[8] != 0x78)
+                    return $"{VendorCheck} does not start as expected (another MKL build)";
+                var cached = (int*)(code + 6 + *(int*)(code + 2));
+                if (!InWritableMappingOf((nint)cached, "libtorch_cpu.so")) return $"{VendorCheck}'s variable is not in libtorch's writable data";
+                var was = Interlocked.CompareExchange(ref *cached, 1, -1);
+                if (was != -1) return $"MKL already asked for the vendor (answer {was})";
+                // A first MKL call racing this one could have stored its own answer after the exchange.
+                return Volatile.Read(ref *cached) == 1 ? null : "MKL asked for the vendor at the same moment";
+            }
+            finally
+            {
+                dlclose(library);
+            }
         }
         catch (Exception e) // optional: torch runs without it
         {
@@ -57,12 +91,24 @@ public static unsafe class MklCpuDispatch
         }
     }
 
-    private static bool IsAmdWithAvx512Bf16()
+    /// <summary>
+    /// AuthenticAMD with everything MKL assumes once it takes this CPU for an Intel one with AVX-512 BF16 (a Cooper
+    /// Lake / Ice Lake class): AVX-512 F, CD, BW, DQ, VL, IFMA, VBMI, VBMI2, VNNI, BITALG, VPOPCNTDQ, GFNI, VAES,
+    /// VPCLMULQDQ and BF16; and no AVX-512 FP16, which would send it down a Sapphire Rapids path never measured here.
+    /// </summary>
+    public static bool CpuQualifies => X86Base.IsSupported && IsAmdWithIceLakeFeaturesAndBf16();
+
+    private static bool IsAmdWithIceLakeFeaturesAndBf16()
     {
         var (_, ebx, ecx, edx) = X86Base.CpuId(0, 0);
         Span<int> vendor = [ebx, edx, ecx];
         if (System.Text.Encoding.ASCII.GetString(MemoryMarshal.AsBytes(vendor)) != "AuthenticAMD") return false;
-        return Avx512F.IsSupported && Avx512BW.IsSupported && (X86Base.CpuId(7, 1).Eax & (1 << 5)) != 0;
+        if (X86Base.CpuId(0, 0).Eax < 7) return false;
+        var (_, b7, c7, d7) = X86Base.CpuId(7, 0);
+        var a71 = X86Base.CpuId(7, 1).Eax;
+        static bool All(int register, params int[] bits) => bits.All(bit => (register & (1 << bit)) != 0);
+        return All(b7, 16, 17, 21, 28, 30, 31) && All(c7, 1, 6, 8, 9, 10, 11, 12, 14) && All(a71, 5) && (d7 & (1 << 23)) == 0
+            && Avx512F.IsSupported; // and the OS saves the AVX-512 state
     }
 
     private static bool InWritableMappingOf(nint address, string fileName)
@@ -75,4 +121,10 @@ public static unsafe class MklCpuDispatch
         }
         return false;
     }
+
+    [LibraryImport("libc", EntryPoint = "dlopen", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial nint dlopen(string file, int mode);
+
+    [LibraryImport("libc", EntryPoint = "dlclose")]
+    private static partial int dlclose(nint handle);
 }

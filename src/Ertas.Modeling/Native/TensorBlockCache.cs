@@ -45,7 +45,7 @@ public sealed unsafe partial class TensorBlockCache
     private const nuint Page = 4096;
     private const nuint HugePage = 2 << 20;
     private const nuint GlibcIsMmapped = 2;
-    private const int ProtRead = 1, ProtWrite = 2, MapPrivate = 2, MapAnonymous = 0x20, MadvHugePage = 14, ENoMem = 12;
+    private const int ProtRead = 1, ProtWrite = 2, MapPrivate = 2, MapFixed = 0x10, MapAnonymous = 0x20, MadvHugePage = 14, ENoMem = 12;
     private const int MremapMayMove = 1, MremapFixed = 2;
 
     // The process has one libc10 and one offset table to patch, so the hook's state is one instance per process.
@@ -303,7 +303,17 @@ public sealed unsafe partial class TensorBlockCache
                 start = Reserve(length, hugePages);
             }
             if (start == 0) return 0;
-            var extents = FillFromCache(start, length, out var moved);
+            Extent[] extents;
+            nuint moved;
+            try
+            {
+                extents = FillFromCache(start, length, out moved);
+            }
+            catch
+            {
+                munmap(start, length);
+                throw;
+            }
             _movedBytes += moved;
             _freshBytes += length - moved;
             // The pages not moved fault in fresh: give back at least as many cached bytes, so live + cached cannot pass
@@ -353,13 +363,23 @@ public sealed unsafe partial class TensorBlockCache
         filled.Sort((a, b) => a.Offset.CompareTo(b.Offset));
         var extents = new List<Extent>();
         nuint next = 0;
+        void Gap(nuint from, nuint to)
+        {
+            // Reserve's madvise splits the new mapping after the header page: a gap is cut there too.
+            if (from < Page && to > Page)
+            {
+                extents.Add(new Extent(from, Page - from));
+                from = Page;
+            }
+            if (to > from) extents.Add(new Extent(from, to - from));
+        }
         foreach (var extent in filled)
         {
-            if (extent.Offset > next) extents.Add(new Extent(next, extent.Offset - next));
+            Gap(next, extent.Offset);
             extents.Add(extent);
             next = extent.Offset + extent.Length;
         }
-        if (next < length) extents.Add(new Extent(next, length - next));
+        Gap(next, length);
         return [.. extents];
     }
 
@@ -432,6 +452,11 @@ public sealed unsafe partial class TensorBlockCache
         if (mremap(from, bytes, bytes, MremapMayMove | MremapFixed, to) == to) return true;
         munmap(from, bytes);
         _failedMoves++;
+        // The kernel unmaps the destination before it checks the source, so a failed move leaves a hole in the new
+        // block: map fresh pages there (the new block was made of the same kind).
+        if (mmap(to, bytes, ProtRead | ProtWrite, MapPrivate | MapAnonymous | MapFixed, -1, 0) != to)
+            throw new InvalidOperationException($"could not map 0x{to:x} again after a failed move"); // Allocate reports no memory
+        if (bytes >= HugePage) madvise(to, bytes, MadvHugePage);
         return false;
     }
 

@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics.X86;
 using Ertas.Modeling.Native;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -9,25 +8,20 @@ namespace Ertas.Modeling.Tests.Modeling;
 
 public sealed unsafe class MklCpuDispatchTests
 {
-    private static bool AmdWithAvx512Bf16()
-    {
-        if (!OperatingSystem.IsLinux() || !X86Base.IsSupported) return false;
-        var (_, ebx, ecx, edx) = X86Base.CpuId(0, 0);
-        var vendor = string.Concat(new[] { ebx, edx, ecx }.Select(r => System.Text.Encoding.ASCII.GetString(BitConverter.GetBytes(r))));
-        return vendor == "AuthenticAMD" && Avx512F.IsSupported && (X86Base.CpuId(7, 1).Eax & (1 << 5)) != 0;
-    }
-
     [SkippableFact]
     public void OnAnAmdCpuWithAvx512Bf16_MklItselfNowAnswersThatItRunsItsIntelPaths()
     {
         TorchSharpNativeFix.EnsureTorchLoaded();
-        Skip.IfNot(AmdWithAvx512Bf16(), "MKL's vendor check is changed only on AMD CPUs with AVX-512 BF16");
+        Skip.IfNot(OperatingSystem.IsLinux() && MklCpuDispatch.CpuQualifies, "MKL's vendor check is changed only on AMD CPUs with AVX-512 BF16 and Ice Lake's AVX-512 set");
         Skip.If(Environment.GetEnvironmentVariable(MklCpuDispatch.DisableVariable) == "0", $"{MklCpuDispatch.DisableVariable}=0");
         Assert.Null(MklCpuDispatch.Status);
-        // MKL's own dispatcher query, which reads the variable set before its first call.
+        // MKL's own answers: the vendor, and the CPU type its kernels are picked by. With ERTAS_MKL_CPU_DISPATCH=0 this
+        // machine (AMD EPYC) reads intel 0 and type 0, MKL's generic path; with it, type 7, its AVX-512 path.
         var library = NativeLibrary.Load("libtorch_cpu.so");
         var intelCpu = (delegate* unmanaged<int>)NativeLibrary.GetExport(library, "mkl_serv_intel_cpu");
+        var cpuType = (delegate* unmanaged<int>)NativeLibrary.GetExport(library, "mkl_serv_cpu_detect");
         Assert.Equal(1, intelCpu());
+        Assert.InRange(cpuType(), 7, 0xd);
     }
 
     [Theory]
