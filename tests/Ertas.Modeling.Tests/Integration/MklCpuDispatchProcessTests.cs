@@ -5,7 +5,7 @@ namespace Ertas.Modeling.Tests.Integration;
 
 /// <summary>
 /// MKL's kernels are chosen once per process, so the choice <see cref="MklCpuDispatch"/> makes is compared in child
-/// processes: generation gives the same ids with it and with <see cref="MklCpuDispatch.DisableVariable"/>=0.
+/// processes: generation gives the same ids with it (<see cref="MklCpuDispatch.EnableVariable"/>=1) and without.
 /// </summary>
 [Collection(CliModelsCollection.Name)]
 public sealed class MklCpuDispatchProcessTests(CliModels models)
@@ -18,8 +18,8 @@ public sealed class MklCpuDispatchProcessTests(CliModels models)
         var cli = Path.Combine(AppContext.BaseDirectory, "ertas.dll");
         string[] arguments = [cli, "generate", "--model", models.TinyFolder, "--prompt", "hello there", "--max-tokens", "12", "--ids"];
 
-        var changed = ExternalTool.Run(dotnet!, Path.GetTempPath(), 120, arguments);
-        var kept = ExternalTool.Run(dotnet!, Path.GetTempPath(), 120, arguments, new Dictionary<string, string> { [MklCpuDispatch.DisableVariable] = "0" });
+        var changed = ExternalTool.Run(dotnet!, Path.GetTempPath(), 120, arguments, new Dictionary<string, string> { [MklCpuDispatch.EnableVariable] = "1" });
+        var kept = ExternalTool.Run(dotnet!, Path.GetTempPath(), 120, arguments);
 
         Assert.True(changed.Exit == 0, changed.Output);
         Assert.True(kept.Exit == 0, kept.Output);

@@ -13,10 +13,10 @@ public sealed unsafe class MklCpuDispatchTests
     {
         TorchSharpNativeFix.EnsureTorchLoaded();
         Skip.IfNot(OperatingSystem.IsLinux() && MklCpuDispatch.CpuQualifies, "MKL's vendor check is changed only on AMD CPUs with AVX-512 BF16 and Ice Lake's AVX-512 set");
-        Skip.If(Environment.GetEnvironmentVariable(MklCpuDispatch.DisableVariable) == "0", $"{MklCpuDispatch.DisableVariable}=0");
+        Skip.IfNot(Environment.GetEnvironmentVariable(MklCpuDispatch.EnableVariable) == "1", $"opt-in: run with {MklCpuDispatch.EnableVariable}=1");
         Assert.Null(MklCpuDispatch.Status);
-        // MKL's own answers: the vendor, and the CPU type its kernels are picked by. With ERTAS_MKL_CPU_DISPATCH=0 this
-        // machine (AMD EPYC) reads intel 0 and type 0, MKL's generic path; with it, type 7, its AVX-512 path.
+        // MKL's own answers: the vendor, and the CPU type its kernels are picked by. Without it this machine (AMD EPYC)
+        // reads intel 0 and type 0, MKL's generic path; with it, type 7, its AVX-512 path.
         var library = NativeLibrary.Load("libtorch_cpu.so");
         var intelCpu = (delegate* unmanaged<int>)NativeLibrary.GetExport(library, "mkl_serv_intel_cpu");
         var cpuType = (delegate* unmanaged<int>)NativeLibrary.GetExport(library, "mkl_serv_cpu_detect");
