@@ -17,9 +17,9 @@ namespace Ertas.Training;
 /// The plain form allocates three float32 (B, T, vocab) tensors per micro-batch (logits, log-probabilities, their
 /// gradient; 262 MB each for 2048 positions of a 32000 vocabulary) plus a copy in the compute type. Besides memory,
 /// fresh pages that large come straight from the kernel, zeroed, on every step. Per row the arithmetic is
-/// autograd's: log_softmax of the float32 logits, the label's entry; for the gradient softmax with 1 subtracted at the
-/// label, rounded to the compute type, times W, then times the incoming gradient (autograd multiplies by it before the
-/// rounding: in bf16 the two can differ by a rounding step). W must be frozen (QLoRA never trains the head).
+/// autograd's: log_softmax of the float32 logits, the label's entry; for the gradient softmax * g with g subtracted at
+/// the label, rounded to the compute type, times W, where g is the incoming gradient the caller expects (another one
+/// arriving is scaled to: one rounding more in bf16). W must be frozen (QLoRA never trains the head).
 /// </remarks>
 public static class LinearCrossEntropy
 {

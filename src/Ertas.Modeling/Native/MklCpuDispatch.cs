@@ -105,10 +105,9 @@ public static unsafe partial class MklCpuDispatch
 
     private static bool IsAmdWithIceLakeFeaturesAndBf16()
     {
-        var (_, ebx, ecx, edx) = X86Base.CpuId(0, 0);
+        var (maxLeaf, ebx, ecx, edx) = X86Base.CpuId(0, 0);
         Span<int> vendor = [ebx, edx, ecx];
-        if (System.Text.Encoding.ASCII.GetString(MemoryMarshal.AsBytes(vendor)) != "AuthenticAMD") return false;
-        if (X86Base.CpuId(0, 0).Eax < 7) return false;
+        if (System.Text.Encoding.ASCII.GetString(MemoryMarshal.AsBytes(vendor)) != "AuthenticAMD" || maxLeaf < 7) return false;
         var (_, b7, c7, d7) = X86Base.CpuId(7, 0);
         var a71 = X86Base.CpuId(7, 1).Eax;
         static bool All(int register, params int[] bits) => bits.All(bit => (register & (1 << bit)) != 0);

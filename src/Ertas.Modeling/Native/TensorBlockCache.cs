@@ -332,17 +332,24 @@ public sealed unsafe partial class TensorBlockCache
     /// </summary>
     private Extent[] FillFromCache(nint start, nuint length, out nuint moved)
     {
+        // Each piece is a mapping of its own: moved pages, or fresh ones where a move failed.
         var filled = new List<Extent>();
+        moved = 0;
+        void Fill(int index, nint from, nuint at, nuint bytes, ref nuint moved)
+        {
+            if (MoveFromSpan(index, from, bytes, start + (nint)at)) moved += bytes;
+            filled.Add(new Extent(at, bytes));
+        }
         var slotsEnd = Page + (length - Page) / HugePage * HugePage;
         var cursor = Page;
         while (cursor < slotsEnd && filled.Count < MaxExtents)
         {
-            var i = FindSpan(i => AlignedBytes(_spans[i]) >= HugePage, i => (long)AlignedBytes(_spans[i]));
+            var i = HugeSpan();
             if (i < 0) break;
             var (spanStart, spanLength) = _spans[i];
             var from = (nint)RoundUp((nuint)spanStart, HugePage);
             var bytes = Math.Min(RoundDown((nuint)(spanStart + (nint)spanLength - from), HugePage), slotsEnd - cursor);
-            if (MoveFromSpan(i, from, bytes, start + (nint)cursor)) filled.Add(new Extent(cursor, bytes));
+            Fill(i, from, cursor, bytes, ref moved);
             cursor += bytes;
         }
         // Huge-page slots left empty fault in fresh as huge pages: filled with 4 KB pieces they would lose that.
@@ -350,15 +357,12 @@ public sealed unsafe partial class TensorBlockCache
         {
             for (var at = holeStart; at < holeEnd && filled.Count < MaxExtents;)
             {
-                var need = holeEnd - at;
-                var (i, from, bytes) = LoosePiece(need);
+                var (i, from, bytes) = LoosePiece(holeEnd - at);
                 if (i < 0) break;
-                if (MoveFromSpan(i, from, bytes, start + (nint)at)) filled.Add(new Extent(at, bytes));
+                Fill(i, from, at, bytes, ref moved);
                 at += bytes;
             }
         }
-        moved = 0;
-        foreach (var extent in filled) moved += extent.Length;
         // The pages nothing covered stay part of the new mapping, cut into pieces by the moves.
         filled.Sort((a, b) => a.Offset.CompareTo(b.Offset));
         var extents = new List<Extent>();
@@ -383,16 +387,19 @@ public sealed unsafe partial class TensorBlockCache
         return [.. extents];
     }
 
-    /// <summary>The index of the loose span that passes <paramref name="accept"/> with the highest
-    /// <paramref name="score"/> (the oldest on ties); free blocks are taken apart into spans, oldest first, until one
-    /// passes. -1 when none.</summary>
-    private int FindSpan(Func<int, bool> accept, Func<int, long> score)
+    /// <summary>The index of the loose span with the most whole 2 MB pages (the oldest on ties); free blocks are taken
+    /// apart into spans, oldest first, until one has any. -1 when none.</summary>
+    private int HugeSpan()
     {
         while (true)
         {
             var best = -1;
+            nuint most = 0;
             for (var i = 0; i < _spans.Count; i++)
-                if (accept(i) && (best < 0 || score(i) > score(best))) best = i;
+            {
+                var aligned = AlignedBytes(_spans[i]);
+                if (aligned >= HugePage && aligned > most) (best, most) = (i, aligned);
+            }
             if (best >= 0 || !TakeApartOldest()) return best;
         }
     }
@@ -440,7 +447,7 @@ public sealed unsafe partial class TensorBlockCache
 
     /// <summary>Moves <paramref name="bytes"/> at <paramref name="from"/> (inside span <paramref name="index"/>) to
     /// <paramref name="to"/>, leaving the span's pages before and after as spans. A failed move unmaps the pages (they
-    /// were cached, so nothing is lost) and the caller leaves that range to fault in fresh.</summary>
+    /// were cached, so nothing is lost) and maps fresh ones at <paramref name="to"/>; false then.</summary>
     private bool MoveFromSpan(int index, nint from, nuint bytes, nint to)
     {
         var (spanStart, spanLength) = _spans[index];
