@@ -1,18 +1,8 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Ertas.Training.Tests;
-
-internal static class TestAssemblySetup
-{
-    // A test may call torch before any Ertas.Modeling method runs; running that module's initializer first gives it
-    // exactly what every Ertas.Modeling consumer gets (the libLibTorchSharp.so fix), through the real code path.
-    [ModuleInitializer]
-    internal static void RunModelingInitializer() =>
-        RuntimeHelpers.RunModuleConstructor(typeof(Ertas.Modeling.MistralModel).Module.ModuleHandle);
-}
 
 internal static class Tensors
 {

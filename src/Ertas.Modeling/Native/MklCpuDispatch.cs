@@ -20,15 +20,21 @@ namespace Ertas.Modeling.Native;
 /// "not asked yet", and not under <c>MKL_CBWR</c>. Everything else is left as it is.
 /// </para>
 /// <para>
-/// Opt-in (<see cref="EnableVariable"/>=1): MKL's AVX-512 kernels give results that depend on the operands' memory
-/// alignment, so the same seeded run gave different adapter bytes in two processes (CheckpointResumeTests, in CI),
-/// where MKL's generic path is bit for bit the same. Reproducible bytes are the default; the 5 % is a choice.
+/// Reproducible: MKL's AVX-512 GEMMs split a long inner dimension across threads (a LoRA factor's gradient, x^T dy over
+/// every position), so their bits depended on the thread count, where the generic path's did not; a seeded run gave
+/// other adapter bytes in a process that ran MKL on another number of threads. MKL's strict conditional numerical
+/// reproducibility (<c>mkl_cbwr_set(MKL_CBWR_AUTO | MKL_CBWR_STRICT)</c>: its own ISA choice, fixed blocking,
+/// deterministic reductions, bits independent of the thread count and alignment) is therefore set in the same step,
+/// and the vendor answer is put back when MKL refuses it. <see cref="EnableVariable"/>=0 keeps MKL's own choice.
 /// </para>
 /// </summary>
 public static unsafe partial class MklCpuDispatch
 {
     public const string EnableVariable = "ERTAS_MKL_CPU_DISPATCH";
     private const string VendorCheck = "mkl_serv_intel_cpu_true";
+    private const string ReproducibilitySetter = "mkl_serv_cbwr_set"; // what mkl_cbwr_set calls; libtorch exports only this one
+    /// <summary>MKL_CBWR_AUTO | MKL_CBWR_STRICT (mkl_cbwr.h): the best ISA branch, bits independent of threads and alignment.</summary>
+    public const int StrictAutoReproducibility = 2 | 0x10000;
     private const int RtldLazy = 1, RtldNoLoad = 4;
 
     private static readonly Lock Gate = new();
@@ -61,9 +67,8 @@ public static unsafe partial class MklCpuDispatch
 
     private static string? Apply()
     {
-        if (Environment.GetEnvironmentVariable(EnableVariable) != "1")
-            return $"off ({EnableVariable}=1 turns it on, at the cost of bit-reproducible results across processes)";
-        // MKL's conditional numerical reproducibility answers the vendor question from its own setting.
+        if (Environment.GetEnvironmentVariable(EnableVariable) == "0") return $"turned off ({EnableVariable}=0)";
+        // A user's own conditional numerical reproducibility setting answers the vendor question and is kept.
         if (Environment.GetEnvironmentVariable("MKL_CBWR") is { Length: > 0 }) return "MKL_CBWR is set";
         if (!OperatingSystem.IsLinux() || !X86Base.IsSupported) return "MKL's vendor check is changed on Linux x64 only";
         if (!CpuQualifies) return "not an AMD CPU with AVX-512 BF16 and Ice Lake's AVX-512 set (MKL's own choice is kept)";
@@ -74,6 +79,7 @@ public static unsafe partial class MklCpuDispatch
             try
             {
                 if (!NativeLibrary.TryGetExport(library, VendorCheck, out var function)) return $"libtorch_cpu.so has no {VendorCheck}";
+                if (!NativeLibrary.TryGetExport(library, ReproducibilitySetter, out var setter)) return $"libtorch_cpu.so has no {ReproducibilitySetter}";
                 var code = (byte*)function;
                 // mov eax, [rip + d]; test eax, eax; js: the cached answer, computed when negative.
                 if (code[0] != 0x8B || code[1] != 0x05 || code[6] != 0x85 || code[7] != 0xC0 || code[8] != 0x78)
@@ -83,7 +89,12 @@ public static unsafe partial class MklCpuDispatch
                 var was = Interlocked.CompareExchange(ref *cached, 1, -1);
                 if (was != -1) return $"MKL already asked for the vendor (answer {was})";
                 // A first MKL call racing this one could have stored its own answer after the exchange.
-                return Volatile.Read(ref *cached) == 1 ? null : "MKL asked for the vendor at the same moment";
+                if (Volatile.Read(ref *cached) != 1) return "MKL asked for the vendor at the same moment";
+                // Set after the vendor: MKL checks the branch against the CPU it believes it runs on.
+                var refused = ((delegate* unmanaged<int, int>)setter)(StrictAutoReproducibility);
+                if (refused == 0) return null;
+                Interlocked.CompareExchange(ref *cached, -1, 1); // MKL asks again and takes its generic path
+                return $"MKL refused strict reproducibility ({ReproducibilitySetter} returned {refused}), so its own choice is kept";
             }
             finally
             {

@@ -137,7 +137,7 @@ public static class TorchSharpNativeFix
             }
             torch.InitializeDeviceType(DeviceType.CPU);
             TensorBlockCache.TryInstall(); // optional: without it tensors are mapped fresh each time, only slower
-            MklCpuDispatch.TryApply(); // opt-in: MKL's AVX-512 kernels on AMD (faster bf16 attention, alignment-dependent bits)
+            MklCpuDispatch.TryApply(); // optional: MKL's AVX-512 kernels on AMD (faster bf16 attention), in strict reproducible mode
             return null;
         }
         catch (Exception e)

@@ -13,16 +13,54 @@ public sealed unsafe class MklCpuDispatchTests
     {
         TorchSharpNativeFix.EnsureTorchLoaded();
         Skip.IfNot(OperatingSystem.IsLinux() && MklCpuDispatch.CpuQualifies, "MKL's vendor check is changed only on AMD CPUs with AVX-512 BF16 and Ice Lake's AVX-512 set");
-        Skip.IfNot(Environment.GetEnvironmentVariable(MklCpuDispatch.EnableVariable) == "1", $"opt-in: run with {MklCpuDispatch.EnableVariable}=1");
+        Skip.If(Environment.GetEnvironmentVariable(MklCpuDispatch.EnableVariable) == "0", $"turned off ({MklCpuDispatch.EnableVariable}=0)");
+        Skip.If(Environment.GetEnvironmentVariable("MKL_CBWR") is { Length: > 0 }, "MKL_CBWR is set: the user's own MKL setting is kept");
         Assert.Null(MklCpuDispatch.Status);
         // MKL's own answers: the vendor, and the CPU type its kernels are picked by. Without it this machine (AMD EPYC)
         // reads intel 0 and type 0, MKL's generic path; with it, type 7, its AVX-512 path.
         var library = NativeLibrary.Load("libtorch_cpu.so");
         var intelCpu = (delegate* unmanaged<int>)NativeLibrary.GetExport(library, "mkl_serv_intel_cpu");
         var cpuType = (delegate* unmanaged<int>)NativeLibrary.GetExport(library, "mkl_serv_cpu_detect");
+        var reproducibility = (delegate* unmanaged<int, int>)NativeLibrary.GetExport(library, "mkl_serv_cbwr_get");
         Assert.Equal(1, intelCpu());
         Assert.InRange(cpuType(), 7, 0xd);
+        Assert.Equal(MklCpuDispatch.StrictAutoReproducibility, reproducibility(-1)); // MKL_CBWR_ALL: branch and mode
     }
+
+    [Fact]
+    public void ALoraFactorsGradientGemm_GivesTheSameBits_OnOneAndTwoThreads_AndAtAnyAlignment()
+    {
+        // x^T dy over 16384 positions (a LoRA A gradient): MKL's AVX-512 kernels split that inner dimension across
+        // threads, so without strict reproducibility the bits changed with the thread count (measured here).
+        TorchSharpNativeFix.EnsureTorchLoaded();
+        using var scope = NewDisposeScope();
+        var generator = new torch.Generator(5);
+        var x = randn([16384, 768], generator: generator);
+        var dy = randn([16384, 8], generator: generator);
+        static Tensor At(Tensor source, long offset) // the same values, offset by some floats from the buffer's start
+        {
+            var buffer = empty(source.numel() + 16, source.dtype);
+            return buffer.narrow(0, offset, source.numel()).view(source.shape).copy_(source);
+        }
+        var threads = torch.get_num_threads();
+        try
+        {
+            torch.set_num_threads(2);
+            var two = x.t().matmul(dy);
+            torch.set_num_threads(1);
+            var one = x.t().matmul(dy);
+            Assert.True(Bits(one).SequenceEqual(Bits(two)), "one and two threads gave other bits");
+            torch.set_num_threads(2);
+            for (var offset = 1; offset < 16; offset += 3)
+                Assert.True(Bits(At(x, offset).t().matmul(At(dy, offset))).SequenceEqual(Bits(two)), $"offset {offset} floats gave other bits");
+        }
+        finally
+        {
+            torch.set_num_threads(threads);
+        }
+    }
+
+    private static int[] Bits(Tensor t) => MemoryMarshal.Cast<float, int>(t.contiguous().data<float>().ToArray()).ToArray();
 
     [Theory]
     [InlineData(190)]

@@ -1,18 +1,8 @@
-using System.Runtime.CompilerServices;
 using Ertas.Mistral;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Ertas.Modeling.Tests.Modeling;
-
-internal static class TestAssemblySetup
-{
-    // A test may call torch before any Ertas.Modeling method runs; running that module's initializer first gives it
-    // exactly what every Ertas.Modeling consumer gets (the libLibTorchSharp.so fix), through the real code path.
-    [ModuleInitializer]
-    internal static void RunModelingInitializer() =>
-        RuntimeHelpers.RunModuleConstructor(typeof(MistralModel).Module.ModuleHandle);
-}
 
 /// <summary>Tiny configs and seeded random checkpoints held in memory.</summary>
 internal static class TinyModels
