@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
+using Ertas.Modeling;
 using Ertas.Training;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;

@@ -101,21 +101,17 @@ public static class StepBreakdown
         double attention;
         using (var scope = NewDisposeScope())
         {
-            // As the model attends packed rows: split into the segments, one causal SDPA each (keys and values repeated
-            // to every query head), joined again.
-            var q = randn([batch * sequence, heads, headDim]).to(dtype);
-            var k = randn([batch * sequence, heads, headDim]).to(dtype);
-            var v = randn([batch * sequence, heads, headDim]).to(dtype);
-            var dy = randn([batch * sequence, heads, headDim]).to(dtype);
+            // As the model attends packed rows on the CPU: one SegmentAttention node over the segments (q (B, H, T, d),
+            // k and v (B, H_kv, T, d), laid out as the projections' transposed views).
+            var q = randn([batch, sequence, heads, headDim]).to(dtype).transpose(1, 2);
+            var k = randn([batch, sequence, kvHeads, headDim]).to(dtype).transpose(1, 2);
+            var v = randn([batch, sequence, kvHeads, headDim]).to(dtype).transpose(1, 2);
+            var dy = randn([batch, sequence, heads * headDim]).to(dtype);
             attention = Time(() =>
             {
                 using var inner = NewDisposeScope();
                 var (qq, kk, vv) = (q.detach().requires_grad_(), k.detach().requires_grad_(), v.detach().requires_grad_());
-                var (qs, ks, vs) = (qq.split(segments), kk.split(segments), vv.split(segments));
-                var outputs = Enumerable.Range(0, segments.Length).Select(i => F.scaled_dot_product_attention(
-                    qs[i].transpose(0, 1).unsqueeze(0), ks[i].transpose(0, 1).unsqueeze(0), vs[i].transpose(0, 1).unsqueeze(0),
-                    is_casual: true).squeeze(0).transpose(0, 1)).ToArray();
-                cat(outputs, 0).backward([dy]);
+                SegmentAttention.Apply(qq, kk, vv, segments).backward([dy]);
             });
         }
 
@@ -167,7 +163,7 @@ public static class StepBreakdown
             new("base matmuls (forward, input gradient)", layers * baseMatmul, $"F.linear(x, W) and dy W for the 7 projections, {dtype}, x {layers} layers"),
             new("NF4 dequantization", layers * dequantize, "2 per projection per step (forward, backward), into the reused workspace"),
             new("LoRA paths", layers * Math.Max(0, wholeProjection - baseMatmul - dequantize), "each projection's forward + backward (one LoraFunction node) minus the two above: dropout mask, x A^T, the addmm of (s B)^T, the gradients of A, B and x through them"),
-            new("attention (SDPA)", layers * attention, $"forward + backward, one causal SDPA per packed segment ({segments.Length} in the batch), keys and values repeated to every head"),
+            new("attention", layers * attention, $"forward + backward of the segment attention node over the {segments.Length} packed segments (batched matmuls, float32 causal softmax)"),
             new("elementwise", layers * elementwise, "forward + backward of both RMSNorms, RoPE on q and k, SiLU(gate) * up, the GQA repeat"),
             new("loss (chunked lm_head + cross-entropy)", loss, $"forward + backward over the labelled rows ({labelledFraction:P0})"),
         ];

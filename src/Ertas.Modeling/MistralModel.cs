@@ -103,7 +103,9 @@ public sealed class Attention : nn.Module
             (k, v) = kv.Append(k, v, step);                                   // (B, n_kv_heads, S, head_dim)
         var groups = _heads / _kvHeads;                                       // query heads sharing one KV head (h = kv * groups + g)
         if (plan.Segments is { } segments)
-            return o_proj.call(SegmentAttention(q, k, v, segments, groups));  // (B, T, H)
+            return o_proj.call(SegmentAttention.Handles(q)
+                ? SegmentAttention.Apply(q, k, v, segments, plan.Returned)   // (B, T, n_heads * head_dim)
+                : SdpaPerSegment(q, k, v, segments, groups));                 // (B, T, H)
         Tensor y;
         if (plan.Mask is null && !plan.IsCausal)
         {
@@ -126,12 +128,12 @@ public sealed class Attention : nn.Module
     }
 
     /// <summary>
-    /// Packed training rows: causal attention inside each segment (a run of positions, see
-    /// <see cref="AttentionInputs.Segments"/>), one SDPA call per segment. The same attention as the block-diagonal
+    /// Packed training rows off the CPU (where <see cref="SegmentAttention"/> runs): causal attention inside each segment
+    /// (a run of positions, see <see cref="AttentionInputs.Segments"/>), one SDPA call per segment. The same attention as the block-diagonal
     /// mask, without computing the pairs across segments that the mask discards (half of the T x T pairs for two equal
     /// examples in a row, two thirds for three). Split and cat keep backward to one copy each way.
     /// </summary>
-    private Tensor SegmentAttention(Tensor q, Tensor k, Tensor v, long[] segments, int groups)
+    private Tensor SdpaPerSegment(Tensor q, Tensor k, Tensor v, long[] segments, int groups)
     {
         var (b, t) = (q.shape[0], q.shape[2]);
         var queries = q.transpose(1, 2).reshape(b * t, _heads, _headDim).split(segments);    // (len, n_heads, head_dim) each
@@ -213,7 +215,8 @@ public sealed class MistralTransformer : nn.Module
 /// (null: none or SDPA's causal one) and the cache plan when decoding incrementally. For packed rows either the
 /// block-diagonal causal mask or, when every segment is one run of positions within the sliding window,
 /// <paramref name="Segments"/>: the run lengths over the B x T positions in order (rows never share a run).</summary>
-internal sealed record AttentionInputs(Tensor Cos, Tensor SignedSin, Tensor? Mask, bool IsCausal, CacheStep? Cache, long[]? Segments = null);
+internal sealed record AttentionInputs(Tensor Cos, Tensor SignedSin, Tensor? Mask, bool IsCausal, CacheStep? Cache, long[]? Segments = null,
+    ReturnedGradients? Returned = null);
 
 /// <summary>
 /// Mistral for causal LM (HF <c>MistralForCausalLM</c>). Construct with <see cref="Load"/>; the constructor alone
@@ -306,11 +309,13 @@ public sealed class MistralModel : nn.Module<Tensor, Tensor>
     /// (B, T, vocab) float32. RoPE uses each token's own position (restarting per example) and attention is
     /// block-diagonal and causal: q sees k when seg[q] == seg[k] and k &lt;= q (and q - k &lt; sliding_window), so packed
     /// examples never see each other. <paramref name="runLayer"/>(layer, x, index), when given, runs each layer (for
-    /// activation checkpointing); it must return layer(x).
+    /// activation checkpointing); it must return layer(x). <paramref name="returned"/>: the backward pass's holder of the
+    /// gradients custom nodes hand back (see <see cref="ReturnedGradients"/>).
     /// </summary>
-    public Tensor ForwardPacked(Tensor ids, Tensor positionIds, Tensor segmentIds, Func<Func<Tensor, Tensor>, Tensor, int, Tensor>? runLayer = null)
+    public Tensor ForwardPacked(Tensor ids, Tensor positionIds, Tensor segmentIds, Func<Func<Tensor, Tensor>, Tensor, int, Tensor>? runLayer = null,
+        ReturnedGradients? returned = null)
     {
-        var x = ForwardPackedHidden(ids, positionIds, segmentIds, runLayer);                          // (B, T, H)
+        var x = ForwardPackedHidden(ids, positionIds, segmentIds, runLayer, returned);                          // (B, T, H)
         var logits = F.linear(x, OutputWeight);                                                      // (B, T, vocab)
         return logits.dtype == ScalarType.Float32 ? logits : logits.to(ScalarType.Float32);
     }
@@ -320,7 +325,8 @@ public sealed class MistralModel : nn.Module<Tensor, Tensor>
 
     /// <summary><see cref="ForwardPacked"/> up to the final norm: hidden states (B, T, H) in the compute type, for a
     /// loss that applies <see cref="OutputWeight"/> itself (a chunked cross-entropy never holds all the logits).</summary>
-    public Tensor ForwardPackedHidden(Tensor ids, Tensor positionIds, Tensor segmentIds, Func<Func<Tensor, Tensor>, Tensor, int, Tensor>? runLayer = null)
+    public Tensor ForwardPackedHidden(Tensor ids, Tensor positionIds, Tensor segmentIds, Func<Func<Tensor, Tensor>, Tensor, int, Tensor>? runLayer = null,
+        ReturnedGradients? returned = null)
     {
         CheckIds(ids, 0, null);
         if (!positionIds.shape.SequenceEqual(ids.shape) || !segmentIds.shape.SequenceEqual(ids.shape))
@@ -340,7 +346,7 @@ public sealed class MistralModel : nn.Module<Tensor, Tensor>
         AttentionInputs plan;
         if (SegmentRuns(segments) is { } runs)
         {
-            plan = new AttentionInputs(cos, signedSin, null, IsCausal: false, Cache: null, Segments: runs);
+            plan = new AttentionInputs(cos, signedSin, null, IsCausal: false, Cache: null, Segments: runs, Returned: returned);
         }
         else
         {

@@ -1,6 +1,7 @@
 using Ertas.Modeling.Native;
 using TorchSharp;
 using static TorchSharp.torch;
+using ReturnedGradients = Ertas.Modeling.ReturnedGradients;
 
 namespace Ertas.Training;
 
@@ -124,26 +125,4 @@ public static class ActivationCheckpoint
             return result;
         }
     }
-}
-
-/// <summary>
-/// TorchSharp's handles on the gradients checkpoints hand back to autograd during one backward pass. The engine holds
-/// its own references to what it is given, but these handles would stay in the dispose scope around backward() until
-/// it ends: every layer's input gradient, (B, T, H) each (for 7B at 2048 tokens in bf16, 32 x 16 MB). The engine has
-/// taken a checkpoint's gradients by the time it runs the next checkpoint's backward (the layer below), which releases
-/// them; disposing this releases the last. One instance per backward pass: autograd runs a pass on one thread.
-/// </summary>
-public sealed class ReturnedGradients : IDisposable
-{
-    private readonly List<Tensor> _handles = [];
-
-    internal void Keep(IEnumerable<Tensor> gradients) => _handles.AddRange(gradients);
-
-    internal void ReleaseEarlier()
-    {
-        foreach (var g in _handles) g.Dispose();
-        _handles.Clear();
-    }
-
-    public void Dispose() => ReleaseEarlier();
 }

@@ -1,4 +1,5 @@
 using Ertas.Modeling;
+using Ertas.Modeling.Native;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using TorchSharp;
@@ -67,8 +68,8 @@ public static unsafe class CounterDropout
         }
         var threshold = Threshold(p);
         var elements = source.numel();
-        var from = (nint)Nf4CpuDequantizer.DataPointer(source);
-        var to = (nint)Nf4CpuDequantizer.DataPointer(destination);
+        var from = (nint)CpuTensorMemory.DataPointer(source);
+        var to = (nint)CpuTensorMemory.DataPointer(destination);
         var bf16 = source.dtype == ScalarType.BFloat16;
         var chunks = (int)((elements + ChunkElements - 1) / ChunkElements);
         void RunChunk(int chunk)

@@ -117,7 +117,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
 
     /// <summary>Where backward leaves the handles of the gradients it returns, released when the next node's backward
     /// starts (the trainer sets its holder for each backward pass); null: the caller's dispose scope keeps them.</summary>
-    public ReturnedGradients? ReturnedGradients { get; set; }
+    public Ertas.Modeling.ReturnedGradients? ReturnedGradients { get; set; }
 
     /// <summary>The type of the frozen base and of the activations; lora_A and lora_B are always float32.</summary>
     public ScalarType ComputeType { get; }

@@ -1,4 +1,5 @@
 using Ertas.Modeling;
+using Ertas.Modeling.Native;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -250,9 +251,9 @@ public static class Nf4
         var scales = empty([groups], ScalarType.Float32);
         unsafe
         {
-            QuantizeAbsmax(new ReadOnlySpan<float>(Nf4CpuDequantizer.DataPointer(absmax), count), offset,
-                new Span<byte>(Nf4CpuDequantizer.DataPointer(codes), groups * AbsmaxBlockSize),
-                new Span<float>(Nf4CpuDequantizer.DataPointer(scales), groups));
+            QuantizeAbsmax(new ReadOnlySpan<float>(CpuTensorMemory.DataPointer(absmax), count), offset,
+                new Span<byte>(CpuTensorMemory.DataPointer(codes), groups * AbsmaxBlockSize),
+                new Span<float>(CpuTensorMemory.DataPointer(scales), groups));
         }
         return (codes, scales, offset);
     }

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Ertas.Modeling.Native;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -48,10 +49,10 @@ internal static unsafe class Nf4CpuDequantizer
             throw new ArgumentException($"the C# dequantizer reads CPU tensors; this weight is on {q.Device}");
         var elements = q.ElementCount;
         var blocks = q.BlockCount;
-        var codes = (nint)DataPointer(q.PackedCodes);
-        var quantizedAbsmax = (nint)DataPointer(q.QuantizedAbsmax);
-        var scales = (nint)DataPointer(q.AbsmaxScales);
-        var destination = (nint)DataPointer(output);
+        var codes = (nint)CpuTensorMemory.DataPointer(q.PackedCodes);
+        var quantizedAbsmax = (nint)CpuTensorMemory.DataPointer(q.QuantizedAbsmax);
+        var scales = (nint)CpuTensorMemory.DataPointer(q.AbsmaxScales);
+        var destination = (nint)CpuTensorMemory.DataPointer(output);
         var map = Nf4.DynamicMapTable;
         var offset = q.AbsmaxOffset;
         var bf16 = dtype == ScalarType.BFloat16;
@@ -78,15 +79,6 @@ internal static unsafe class Nf4CpuDequantizer
         {
             Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads }, RunChunk);
         }
-    }
-
-    /// <summary>The first byte of a contiguous CPU tensor's elements.</summary>
-    internal static void* DataPointer(Tensor contiguous)
-    {
-        if (contiguous.device_type != DeviceType.CPU || !contiguous.is_contiguous())
-            throw new ArgumentException("expected a contiguous CPU tensor");
-        // Tensor.bytes is a span over the native data (offset included) whatever the dtype; storage<T>() is typed.
-        return Unsafe.AsPointer(ref MemoryMarshal.GetReference(contiguous.bytes));
     }
 
     /// <summary>Pointers to an NF4 tensor's parts; <see cref="Absmax"/> is the double-dequantized absmax of a block.</summary>

@@ -1,3 +1,4 @@
+using Ertas.Modeling.Native;
 using System.Runtime.Intrinsics;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -26,11 +27,11 @@ internal static unsafe class Nf4CpuQuantizer
         var blocks = (count + Nf4.BlockSize - 1) / Nf4.BlockSize;
         if (packed.NumberOfElements != blocks * Nf4.BlockSize / 2 || absmax.NumberOfElements != blocks)
             throw new ArgumentException("the output tensors do not match the weight's block count");
-        var source = (nint)Nf4CpuDequantizer.DataPointer(weight);
+        var source = (nint)CpuTensorMemory.DataPointer(weight);
         var bf16 = weight.dtype == ScalarType.BFloat16;
         var chunks = (int)((blocks + BlocksPerChunk - 1) / BlocksPerChunk);
         {
-            var (packedAddress, absmaxAddress) = ((nint)Nf4CpuDequantizer.DataPointer(packed), (nint)Nf4CpuDequantizer.DataPointer(absmax));
+            var (packedAddress, absmaxAddress) = ((nint)CpuTensorMemory.DataPointer(packed), (nint)CpuTensorMemory.DataPointer(absmax));
             void RunChunk(int chunk)
             {
                 var first = (long)chunk * BlocksPerChunk;

@@ -167,7 +167,7 @@ public sealed class Trainer : IDisposable
                     foreach (var target in Targets) target.Module.ReturnedGradients = returned;
                     var hidden = Model.ForwardPackedHidden(ids, positions, segments, Options.GradientCheckpointing
                         ? (layer, x, index) => ActivationCheckpoint.Run(layer, x, _layerParameters[index], returned)
-                        : null);
+                        : null, returned);
                     run.Phase?.Invoke("loss");
                     // backward brings 1 / stepTrained (the division below, in float32)
                     var (summed, _) = LinearCrossEntropy.Sum(hidden, Model.OutputWeight, labels, PackedSplit.IgnoreIndex, 1f / Math.Max(1, stepTrained));

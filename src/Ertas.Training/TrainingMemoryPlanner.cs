@@ -108,7 +108,7 @@ public static class TrainingMemoryPlanner
         var lora = LoraParameters(config, options.Rank, options.TargetModules) * 4;
 
         var positions = (long)options.BatchSize * options.SequenceLength;
-        var layer = LayerActivations(config, options);
+        var layer = LayerActivations(config, options, device);
         // Without checkpointing every layer's saved tensors live until backward reaches it; the embedding output (the
         // first layer's input) is held by the step's dispose scope.
         var withoutCheckpointing = positions * (h * s + layers * layer.Saved - layer.FirstLayerDiscount);
@@ -164,10 +164,14 @@ public static class TrainingMemoryPlanner
     /// One decoder layer's activation bytes per position (see <see cref="LayerActivationBytes"/>), tensor by tensor as
     /// Ertas.Modeling's DecoderLayer and <see cref="LoraLinear"/> create them. H hidden, A attention width (heads x
     /// head_dim), K key/value width, I intermediate, r rank, s bytes of the compute type; norms work in float32 (4 bytes)
-    /// whatever s is. The NF4 and frozen weights are never saved (<see cref="LoraFunction"/>).
+    /// whatever s is. The NF4 and frozen weights are never saved (<see cref="LoraFunction"/>). Attention differs by
+    /// device: on the CPU one <see cref="Ertas.Modeling.SegmentAttention"/> node saves q, k and v as they are and its output (o_proj's
+    /// input); elsewhere one SDPA per segment saves keys and values repeated to every query head and its outputs, which
+    /// are then joined.
     /// </summary>
-    public static LayerActivationBytes LayerActivations(MistralConfig config, TrainingOptions options)
+    public static LayerActivationBytes LayerActivations(MistralConfig config, TrainingOptions options, PlanDevice device = PlanDevice.Cpu)
     {
+        var node = device == PlanDevice.Cpu;
         var s = options.Compute == ComputePrecision.BF16 ? 2L : 4L;
         var bf16 = s == 2;
         var (h, i, r) = ((long)config.HiddenSize, (long)config.IntermediateSize, (long)options.Rank);
@@ -190,11 +194,11 @@ public static class TrainingMemoryPlanner
             h * s,                                          // the layer's output: the next layer's input (held by the step's scope)
             4 + (bf16 ? 4 * h : 0),                         // input norm: rsqrt (float32) and, in bf16, its float32 copy of x (f32: x is the output above)
             4 + 4 * h,                                      // post-attention norm: rsqrt and h = x + attention in float32 (the residual in f32, its float32 copy in bf16)
-            a * s,                                          // q after RoPE (SDPA's query)
-            2 * (grouped ? a : k) * s,                      // k after RoPE and v, repeated to every query head when grouped (SDPA's key and value)
-            a * s,                                          // SDPA's outputs, one per segment
-            o ? a * s : 0,                                  // o_proj's input: the segments' outputs joined (a copy), saved by its LoRA node
-            4L * config.NumAttentionHeads,                  // SDPA's logsumexp, float32 per query row and head (the flash/memory-efficient kernels; no (T, T) scores)
+            a * s,                                          // q after RoPE
+            2 * (grouped && !node ? a : k) * s,             // k after RoPE and v; SDPA's repeated to every query head when grouped
+            a * s,                                          // the attention output (the node's, which o_proj's LoRA node saves too; SDPA's per segment)
+            o && !node ? a * s : 0,                         // o_proj's input: SDPA's segment outputs joined (a copy), saved by its LoRA node
+            4L * config.NumAttentionHeads,                  // the logsumexp, float32 per query row and head (no (T, T) scores are kept)
             3 * i * s,                                      // gate_proj's output (SiLU's input), silu(gate) and up_proj's output (the product's inputs)
             qkv > 0 ? h * s : 0,                            // the input norm's output (q/k/v's input)
             gateUp > 0 ? h * s : 0,                         // the post-attention norm's output (gate/up's input)
@@ -205,9 +209,9 @@ public static class TrainingMemoryPlanner
         [
             qkv > 0 ? 0 : h * s,                            // the input norm's output when no LoRA node saves it
             a * s + k * s,                                  // q_proj's and k_proj's outputs before RoPE
-            grouped ? 2 * k * s : 0,                        // v_proj's output and the rotated k before repeat_interleave (SDPA saves the repeats)
+            grouped && !node ? 2 * k * s : 0,               // v_proj's output and the rotated k before repeat_interleave (SDPA saves the repeats)
             3 * a * s + 3 * k * s,                          // RoPE's x * cos, roll(x) and roll(x) * signed sin, for q and k
-            o ? 0 : a * s,                                  // the joined attention output when no LoRA node saves it
+            o || node ? 0 : a * s,                          // SDPA's joined output when no LoRA node saves it
             h * s,                                          // o_proj's output
             bf16 ? h * s : 0,                               // h = x + attention in bf16 (the norm saved its float32 copy)
             gateUp > 0 ? 0 : h * s,                         // the post-attention norm's output, likewise
@@ -217,6 +221,10 @@ public static class TrainingMemoryPlanner
         // down_proj's LoRA node in flight: with dropout, the masked copy of its input, alive while x A^T runs and
         // freed before the output (counted above) exists. The update is added inside the base output (addmm).
         var inFlight = down && dropout ? i * s - h * s : 0;
+        // The segment attention node's scores and their gradient (backward), (heads, L, L) each for a segment as long as
+        // a row: per position of a batch of rows, 2 heads T s / B. Never alive with down_proj's copy.
+        if (node)
+            inFlight = Math.Max(inFlight, 2L * config.NumAttentionHeads * options.SequenceLength * s / Math.Max(1, options.BatchSize));
         var firstLayerDiscount = 4 + (bf16 ? 4 * h : 0);
         return new LayerActivationBytes(saved.Sum(), intermediates.Sum(), Math.Max(0, inFlight), firstLayerDiscount);
     }

@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using ReturnedGradients = Ertas.Modeling.ReturnedGradients;
 using F = TorchSharp.torch.nn.functional;
 
 namespace Ertas.Training.Tests;

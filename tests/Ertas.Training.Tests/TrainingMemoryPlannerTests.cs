@@ -20,13 +20,16 @@ public sealed class TrainingMemoryPlannerTests
     [Fact]
     public void A_100m_layer_saves_what_was_measured_per_position()
     {
-        // activation-probe, 2 x 512 positions, layers 2-4 (2026-12-06): 60,600 bytes per position in f32, 35,000 in bf16.
-        // f32: 16 H + 20 A + 16 I + 28 r + 8 + 4 heads bytes (H = A = 768, I = 2048, r = 16, 12 heads).
-        Assert.Equal(60_920, TrainingMemoryPlanner.LayerActivations(Config100M, F32).Saved);
-        // bf16: 14 H + 10 A + 8 I + 14 r + 8 + 4 heads (the norms keep float32 copies; x A^T is bf16).
-        Assert.Equal(35_096, TrainingMemoryPlanner.LayerActivations(Config100M, F32 with { Compute = ComputePrecision.BF16 }).Saved);
-        // The LoRA inputs are the norms' outputs, the joined attention output and the SwiGLU product, dropout or not.
-        Assert.Equal(60_920, TrainingMemoryPlanner.LayerActivations(Config100M, F32 with { Dropout = 0 }).Saved);
+        // activation-probe, 2 x 512 positions, layers 2-4 (2026-12-06, the segment attention node): 53,340-53,624 bytes per
+        // position in f32, 31,292-32,056 in bf16 (60,600 and 35,000 with SDPA per segment).
+        // f32: 16 H + 12 A + 8 K + 16 I + 28 r + 8 + 4 heads bytes (H = A = 768, K = 256, I = 2048, r = 16, 12 heads).
+        Assert.Equal(53_752, TrainingMemoryPlanner.LayerActivations(Config100M, F32).Saved);
+        // bf16: 14 H + 6 A + 4 K + 8 I + 14 r + 8 + 4 heads (the norms keep float32 copies; x A^T is bf16).
+        Assert.Equal(31_512, TrainingMemoryPlanner.LayerActivations(Config100M, F32 with { Compute = ComputePrecision.BF16 }).Saved);
+        // The LoRA inputs are the norms' outputs, the attention output and the SwiGLU product, dropout or not.
+        Assert.Equal(53_752, TrainingMemoryPlanner.LayerActivations(Config100M, F32 with { Dropout = 0 }).Saved);
+        // Off the CPU one SDPA per segment saves keys and values repeated to every head and outputs joined by a copy.
+        Assert.Equal(60_920, TrainingMemoryPlanner.LayerActivations(Config100M, F32, PlanDevice.Cuda).Saved);
     }
 
     [Fact]
@@ -43,20 +46,34 @@ public sealed class TrainingMemoryPlannerTests
         foreach (var targets in new[] { new[] { "q_proj" }, LoraOptions.AllProjections.ToArray() })
         {
             var options = F32 with { TargetModules = targets };
-            var withDropout = TrainingMemoryPlanner.LayerActivations(Config100M, options);
-            var without = TrainingMemoryPlanner.LayerActivations(Config100M, options with { Dropout = 0 });
+            var withDropout = TrainingMemoryPlanner.LayerActivations(Config100M, options, PlanDevice.Cuda);
+            var without = TrainingMemoryPlanner.LayerActivations(Config100M, options with { Dropout = 0 }, PlanDevice.Cuda);
             Assert.Equal(without.Saved, withDropout.Saved);
             Assert.Equal(without.Intermediates, withDropout.Intermediates);
             // Only down_proj's masked input copy is in flight, before its output (counted among the intermediates) exists.
             Assert.Equal(targets.Contains("down_proj") ? (2048L - 768) * 4 : 0, withDropout.InFlight - without.InFlight);
+            // On the CPU the segment attention node's scores and their gradient, (12, 512, 512) each for a row-long
+            // segment, are larger per position of 4 rows: 2 x 12 x 512 x 4 / 4.
+            Assert.Equal(2L * 12 * 512, TrainingMemoryPlanner.LayerActivations(Config100M, options).InFlight);
         }
     }
 
     [Fact]
-    public void Grouped_attention_saves_the_repeated_keys_and_values()
+    public void Grouped_attention_on_the_cpu_saves_keys_and_values_once_per_kv_head()
     {
         var grouped = TrainingMemoryPlanner.LayerActivations(Config100M, F32);            // 12 query heads over 4 KV heads
         var full = TrainingMemoryPlanner.LayerActivations(Config100M with { NumKeyValueHeads = 12 }, F32);
+        // The node reads the rotated k and v as they are: 2 x (256 - 768) wide fewer saved, and k_proj's output and
+        // RoPE's three products for k (4 x (256 - 768)) fewer in flight.
+        Assert.Equal(2L * (768 - 256) * 4, full.Saved - grouped.Saved);
+        Assert.Equal(4L * (768 - 256) * 4, full.Intermediates - grouped.Intermediates);
+    }
+
+    [Fact]
+    public void Grouped_attention_off_the_cpu_saves_the_repeated_keys_and_values()
+    {
+        var grouped = TrainingMemoryPlanner.LayerActivations(Config100M, F32, PlanDevice.Cuda);
+        var full = TrainingMemoryPlanner.LayerActivations(Config100M with { NumKeyValueHeads = 12 }, F32, PlanDevice.Cuda);
         // SDPA saves keys and values as wide as the queries either way (repeated when grouped).
         Assert.Equal(grouped.Saved, full.Saved);
         // Grouped: k and v (256 wide) live as projection outputs, three RoPE products and the rotated k before
@@ -102,7 +119,7 @@ public sealed class TrainingMemoryPlannerTests
         Assert.Equal(4L * 512 * (layer100M.ForwardPeak + 768 * 4), Part(estimate, "backward working set"));
         // ...and 7B's all the more.
         var mistral = TrainingMemoryPlanner.Estimate(MistralConfig.Mistral7B, options with { BatchSize = 1 }, PlanDevice.Cpu);
-        var layer = TrainingMemoryPlanner.LayerActivations(MistralConfig.Mistral7B, options);
+        var layer = TrainingMemoryPlanner.LayerActivations(MistralConfig.Mistral7B, options with { BatchSize = 1 });
         Assert.Equal(512 * (layer.ForwardPeak + 4096 * 4), Part(mistral, "backward working set"));
     }
 
