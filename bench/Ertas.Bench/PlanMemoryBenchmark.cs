@@ -96,12 +96,12 @@ public static class PlanMemoryBenchmark
         md.AppendLine(inv, $"projections, dropout 0.05, {Threads} torch threads, synthetic chat rows. Target: within {Tolerance:P0}.");
         md.AppendLine();
         md.AppendLine("The activations are counted tensor by tensor (`TrainingMemoryPlanner.LayerActivations`): per layer and position, what");
-        md.AppendLine("autograd saves (f32 on the 100m preset: 96,760 bytes, measured 96.4 KB by `training-worker activation-probe`; bf16");
-        md.AppendLine("79,864, measured 79.6-79.9 KB), what the layer holds until it returns, and the last projection in flight; no (T, T)");
-        md.AppendLine("term per layer (SDPA's flash kernel keeps a logsumexp per query row, and the additive mask is made once). The peak is");
-        md.AppendLine("the activations plus the larger of the loss backward (three float32 (B, T, vocab) tensors) and, with checkpointing,");
-        md.AppendLine("one layer recomputed; the runtime (220 MB) is the one calibrated constant.");
-        md.AppendLine();
+        md.AppendLine("autograd saves (on the 100m preset with the CPU's segment attention node: f32 53,752 bytes, measured 53.3-53.6 KB by");
+        md.AppendLine("`training-worker activation-probe`; bf16 31,512, measured 31.3-32.1 KB), what the layer holds until it returns, and what");
+        md.AppendLine("is in flight (a projection's dropout copy or the attention scores of one segment); no (T, T) term is kept per layer");
+        md.AppendLine("(attention keeps a log-sum-exp per query row). The peak is the activations plus the largest of the loss backward (one");
+        md.AppendLine("chunk of logits), the last layer's forward and, with checkpointing, one layer recomputed; the runtime (220 MB) is the");
+        md.AppendLine("one calibrated constant.");
         md.AppendLine("| preset | batch x seq | checkpointing | compute | measured peak RSS MB | predicted MB | error |");
         md.AppendLine("|---|---|---|---|---:|---:|---:|");
         foreach (var r in runs)

@@ -17,10 +17,9 @@ public sealed record StepPart(string Name, double Seconds, string How);
 /// optimizer, ...) are timed in the run itself through <see cref="TrainingRunSettings.Phase"/>. The parts inside a
 /// layer are timed in isolation on the same model, at the step's shapes, and multiplied by the layer count: NF4
 /// dequantization (twice per projection per step), the base matmuls in the compute type (forward and input gradient),
-/// each LoRA-wrapped projection forward and backward (so its LoRA path is that minus the two above), SDPA forward and
-/// backward, the elementwise work (norms, RoPE, SwiGLU, the GQA repeat), and the chunked loss. What the step took
-/// beyond their sum is the rest: residual adds, copies, and allocation (fresh pages from the kernel for every large
-/// tensor).
+/// each LoRA-wrapped projection forward and backward (so its LoRA path is that minus the two above), the segment
+/// attention node forward and backward, the elementwise work (norms, RoPE, SwiGLU), and the chunked loss. What the step
+/// took beyond their sum is the rest: residual adds, copies, dispose scopes and allocation.
 /// </summary>
 public static class StepBreakdown
 {
@@ -116,7 +115,7 @@ public static class StepBreakdown
         }
 
         // The layer's elementwise work as the model does it: both norms, RoPE on q and k (the model's 4-op form:
-        // x cos + roll(x) signed sin), SwiGLU's silu(gate) * up, keys and values repeated to every query head.
+        // x cos + roll(x) signed sin), SwiGLU's silu(gate) * up. (The attention node reads keys and values per KV head.)
         double elementwise;
         using (var scope = NewDisposeScope())
         {
@@ -135,7 +134,7 @@ public static class StepBreakdown
                 var (hh, gg, uu, qq, kk) = (hidden.detach().requires_grad_(), gate.detach().requires_grad_(), up.detach().requires_grad_(),
                     q.detach().requires_grad_(), k.detach().requires_grad_());
                 var norms = layer.input_layernorm.call(hh) + layer.post_attention_layernorm.call(hh);
-                var rotated = RopeOf(qq).sum() + RopeOf(kk).repeat_interleave(heads / kvHeads, dim: 1).sum();
+                var rotated = RopeOf(qq).sum() + RopeOf(kk).sum();
                 var swiglu = F.silu(gg) * uu;
                 (norms.sum() + rotated + swiglu.sum()).backward();
             });
@@ -164,7 +163,7 @@ public static class StepBreakdown
             new("NF4 dequantization", layers * dequantize, "2 per projection per step (forward, backward), into the reused workspace"),
             new("LoRA paths", layers * Math.Max(0, wholeProjection - baseMatmul - dequantize), "each projection's forward + backward (one LoraFunction node) minus the two above: dropout mask, x A^T, the addmm of (s B)^T, the gradients of A, B and x through them"),
             new("attention", layers * attention, $"forward + backward of the segment attention node over the {segments.Length} packed segments (batched matmuls, float32 causal softmax)"),
-            new("elementwise", layers * elementwise, "forward + backward of both RMSNorms, RoPE on q and k, SiLU(gate) * up, the GQA repeat"),
+            new("elementwise", layers * elementwise, "forward + backward of both RMSNorms, RoPE on q and k, SiLU(gate) * up"),
             new("loss (chunked lm_head + cross-entropy)", loss, $"forward + backward over the labelled rows ({labelledFraction:P0})"),
         ];
     }

@@ -61,9 +61,12 @@ public static class TrainingWorker
     /// <summary>
     /// bf16 compute where this CPU multiplies bf16 matrices natively (AVX512-BF16 / AMX), else float32: without them
     /// libtorch's bf16 matmul falls back to a scalar loop (about 1 GFLOP/s on 2 AVX2 cores, 40x slower than float32),
-    /// which would turn a training step into hours. Decided from a 512^3 matmul in each type, the best of 7 runs each,
-    /// alternating: on a shared machine one run of either can be slowed several times over (measured: bf16 24-27
-    /// against f32 150-170 GFLOP/s in one probe, 543 against 17 in another), and the best is the machine's own speed.
+    /// which would turn a training step into hours. Decided by the CPU's own flags on x86 (CPUID: AVX512_BF16, AMX-BF16),
+    /// else from a 512^3 matmul in each type, the best of 7 runs each, alternating: on a shared machine one run of either
+    /// can be slowed several times over (measured: bf16 24-27 against f32 150-170 GFLOP/s in one probe, 543 against 17
+    /// in another). The race alone stopped being enough once MKL ran float32 on its AVX-512 kernels (MklCpuDispatch):
+    /// at 512^3 float32 then came within noise of bf16 (one run picked float32 on this AVX-512 BF16 CPU), while at
+    /// 1024^3 and above bf16 runs about 1.8x faster. The probe's speeds are still reported.
     /// </summary>
     public static (Ertas.Training.ComputePrecision Compute, double Bf16GFlops, double F32GFlops) ChooseCompute(TextWriter log)
     {
@@ -79,9 +82,22 @@ public static class TrainingWorker
                 if (i > 0) best[d] = Math.Min(best[d], clock.Elapsed.TotalSeconds); // the first of each is a warm-up
             }
         var (bf16, f32) = (2.0 * 512 * 512 * 512 / best[0] / 1e9, 2.0 * 512 * 512 * 512 / best[1] / 1e9);
-        var compute = bf16 >= f32 ? Ertas.Training.ComputePrecision.BF16 : Ertas.Training.ComputePrecision.F32;
-        log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"matmul 512^3: bf16 {bf16:F1} GFLOP/s, f32 {f32:F1} GFLOP/s: computing in {compute}"));
+        var native = NativeBf16Matmul();
+        var compute = native ?? bf16 >= f32 ? Ertas.Training.ComputePrecision.BF16 : Ertas.Training.ComputePrecision.F32;
+        var why = native is null ? "the faster" : native.Value ? "AVX512_BF16 or AMX-BF16 in CPUID" : "no AVX512_BF16 or AMX-BF16 in CPUID";
+        log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"matmul 512^3: bf16 {bf16:F1} GFLOP/s, f32 {f32:F1} GFLOP/s: computing in {compute} ({why})"));
         return (compute, bf16, f32);
+    }
+
+    /// <summary>Whether an x86 CPU has a bf16 dot-product instruction (CPUID leaf 7: AVX512_BF16 in sub-leaf 1 EAX bit 5,
+    /// AMX-BF16 in sub-leaf 0 EDX bit 22) that the OS lets run; null off x86.</summary>
+    private static bool? NativeBf16Matmul()
+    {
+        if (!System.Runtime.Intrinsics.X86.X86Base.IsSupported) return null;
+        if (System.Runtime.Intrinsics.X86.X86Base.CpuId(0, 0).Eax < 7) return false;
+        var avx512Bf16 = (System.Runtime.Intrinsics.X86.X86Base.CpuId(7, 1).Eax & (1 << 5)) != 0 && System.Runtime.Intrinsics.X86.Avx512F.IsSupported;
+        var amxBf16 = (System.Runtime.Intrinsics.X86.X86Base.CpuId(7, 0).Edx & (1 << 22)) != 0;
+        return avx512Bf16 || amxBf16;
     }
 
     /// <summary>This process's resident and peak resident memory (VmRSS, VmHWM) in MB.</summary>
