@@ -103,7 +103,7 @@ public sealed class Attention : nn.Module
             (k, v) = kv.Append(k, v, step);                                   // (B, n_kv_heads, S, head_dim)
         var groups = _heads / _kvHeads;                                       // query heads sharing one KV head (h = kv * groups + g)
         if (plan.Segments is { } segments)
-            return o_proj.call(SegmentAttention.Handles(q)
+            return o_proj.call(SegmentAttention.Handles(q, segments)
                 ? SegmentAttention.Apply(q, k, v, segments, plan.Returned)   // (B, T, n_heads * head_dim)
                 : SdpaPerSegment(q, k, v, segments, groups));                 // (B, T, H)
         Tensor y;
@@ -128,10 +128,11 @@ public sealed class Attention : nn.Module
     }
 
     /// <summary>
-    /// Packed training rows off the CPU (where <see cref="SegmentAttention"/> runs): causal attention inside each segment
-    /// (a run of positions, see <see cref="AttentionInputs.Segments"/>), one SDPA call per segment. The same attention as the block-diagonal
-    /// mask, without computing the pairs across segments that the mask discards (half of the T x T pairs for two equal
-    /// examples in a row, two thirds for three). Split and cat keep backward to one copy each way.
+    /// Packed training rows that <see cref="SegmentAttention"/> does not take (other devices, segments longer than its
+    /// limit): causal attention inside each segment (a run of positions, see <see cref="AttentionInputs.Segments"/>), one
+    /// SDPA call per segment. The same attention as the block-diagonal mask, without computing the pairs across segments
+    /// that the mask discards (half of the T x T pairs for two equal examples in a row, two thirds for three). Split and
+    /// cat keep backward to one copy each way.
     /// </summary>
     private Tensor SdpaPerSegment(Tensor q, Tensor k, Tensor v, long[] segments, int groups)
     {

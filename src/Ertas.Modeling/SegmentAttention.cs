@@ -31,9 +31,18 @@ public sealed unsafe class SegmentAttention : autograd.SingleTensorFunction<Segm
 {
     public override string Name => nameof(SegmentAttention);
 
-    /// <summary>Whether the node handles these inputs: CPU, float32 or bf16. Other devices keep libtorch's SDPA.</summary>
-    public static bool Handles(Tensor q) =>
-        q.device_type == DeviceType.CPU && q.dtype is ScalarType.Float32 or ScalarType.BFloat16;
+    /// <summary>The longest segment the node takes: its scores, (heads, L, L) twice in backward, grow with L squared
+    /// (7B in bf16 at 1024: 2 x 64 MiB), where libtorch's flash kernel needs no (L, L) tensor.</summary>
+    public const long MaxSegmentLength = 1024;
+
+    /// <summary>Whether the row kernels run on vector hardware here (x64 AVX2 and up); else SDPA is faster.</summary>
+    public static bool VectorHardware => Vector256.IsHardwareAccelerated;
+
+    /// <summary>Whether the node handles these inputs: CPU float32 or bf16, segments of at most
+    /// <see cref="MaxSegmentLength"/>, vector hardware. Otherwise the model keeps one SDPA per segment.</summary>
+    public static bool Handles(Tensor q, long[] segments) =>
+        q.device_type == DeviceType.CPU && q.dtype is ScalarType.Float32 or ScalarType.BFloat16
+        && VectorHardware && segments.All(length => length <= MaxSegmentLength);
 
     /// <summary>
     /// q (B, H, T, d), k and v (B, H_kv, T, d), H a multiple of H_kv (query head h reads KV head h / (H / H_kv));
@@ -64,7 +73,11 @@ public sealed unsafe class SegmentAttention : autograd.SingleTensorFunction<Segm
         }
     }
 
-    private sealed record Settings(long[] Segments, ReturnedGradients? Returned);
+    private sealed record Settings(long[] Segments, ReturnedGradients? Returned)
+    {
+        /// <summary>Which of q, k and v need a gradient (a frozen projection's output needs none).</summary>
+        public bool[] Needs { get; init; } = [true, true, true];
+    }
 
     public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
     {
@@ -72,7 +85,7 @@ public sealed unsafe class SegmentAttention : autograd.SingleTensorFunction<Segm
         var logSumExp = empty([q.shape[0] * q.shape[1] * q.shape[2]], ScalarType.Float32);
         var output = Forward(q, k, v, settings.Segments, logSumExp);
         ctx.save_for_backward([q, k, v, output, logSumExp]);
-        ctx.save_data("settings", settings);
+        ctx.save_data("settings", settings with { Needs = [q.requires_grad, k.requires_grad, v.requires_grad] });
         TensorBlockCache.BeginOutputMetadata(); // apply() now allocates an unwritten copy of the output
         return output;
     }
@@ -89,9 +102,10 @@ public sealed unsafe class SegmentAttention : autograd.SingleTensorFunction<Segm
         var scale = 1 / Math.Sqrt(d);
         var gradOut = grad_output.reshape(b, t, heads, d);
         var out4 = output.view(b, t, heads, d);
-        var gradQ = empty([b, t, heads, d], q.dtype);
-        var gradK = empty([b, t, kvHeads, d], k.dtype);
-        var gradV = empty([b, t, kvHeads, d], v.dtype);
+        var needs = settings.Needs;
+        var gradQ = needs[0] ? empty([b, t, heads, d], q.dtype) : null;
+        var gradK = needs[1] ? empty([b, t, kvHeads, d], k.dtype) : null;
+        var gradV = needs[2] ? empty([b, t, kvHeads, d], v.dtype) : null;
         var lse = (float*)CpuTensorMemory.DataPointer(logSumExp);
         long position = 0;
         foreach (var length in settings.Segments)
@@ -106,19 +120,18 @@ public sealed unsafe class SegmentAttention : autograd.SingleTensorFunction<Segm
             var scores = qs.matmul(ks.transpose(1, 2));                                              // (H_kv, G L, L)
             var gradP = dos.matmul(vs.transpose(1, 2));                                              // (H_kv, G L, L)
             BackwardRows(scores, gradP, dos, os, lse + position * heads, length, scale);             // P and dS in place
-            var dv = scores.transpose(1, 2).matmul(dos);                                             // (H_kv, L, d): Pᵀ dO
-            var dq = gradP.matmul(ks);                                                               // (H_kv, G L, d): dS K
-            var dk = gradP.transpose(1, 2).matmul(qs);                                               // (H_kv, L, d): dSᵀ Q
-            gradQ.select(0, row).narrow(0, start, length).copy_(dq.view(heads, length, d).transpose(0, 1));
-            gradK.select(0, row).narrow(0, start, length).copy_(dk.transpose(0, 1));
-            gradV.select(0, row).narrow(0, start, length).copy_(dv.transpose(0, 1));
+            if (gradQ is not null)                                                                   // dS K, (H_kv, G L, d)
+                gradQ.select(0, row).narrow(0, start, length).copy_(gradP.matmul(ks).view(heads, length, d).transpose(0, 1));
+            if (gradK is not null)                                                                   // dSᵀ Q, (H_kv, L, d)
+                gradK.select(0, row).narrow(0, start, length).copy_(gradP.transpose(1, 2).matmul(qs).transpose(0, 1));
+            if (gradV is not null)                                                                   // Pᵀ dO, (H_kv, L, d)
+                gradV.select(0, row).narrow(0, start, length).copy_(scores.transpose(1, 2).matmul(dos).transpose(0, 1));
             position += length;
         }
         grad_output.Dispose(); // as in LoraFunction: else the caller's scope holds every layer's output gradient
-        Tensor[] gradients = [gradQ.permute(0, 2, 1, 3), gradK.permute(0, 2, 1, 3), gradV.permute(0, 2, 1, 3)];
-        foreach (var g in gradients) g.MoveToOuterDisposeScope();
-        settings.Returned?.Keep(gradients);
-        return [gradients[0], gradients[1], gradients[2], null!];
+        var gradients = new[] { gradQ, gradK, gradV }.Select(g => g?.permute(0, 2, 1, 3).MoveToOuterDisposeScope()).ToArray();
+        settings.Returned?.Keep(gradients.OfType<Tensor>());
+        return [gradients[0]!, gradients[1]!, gradients[2]!, null!];
     }
 
     /// <summary>The node's forward arithmetic, also used without a graph; writes each row's log-sum-exp of the scaled
@@ -150,7 +163,7 @@ public sealed unsafe class SegmentAttention : autograd.SingleTensorFunction<Segm
 
     private static void Validate(Tensor q, Tensor k, Tensor v, long[] segments)
     {
-        if (!Handles(q) || k.dtype != q.dtype || v.dtype != q.dtype || k.device_type != DeviceType.CPU || v.device_type != DeviceType.CPU)
+        if (q.device_type != DeviceType.CPU || q.dtype is not (ScalarType.Float32 or ScalarType.BFloat16) || k.dtype != q.dtype || v.dtype != q.dtype || k.device_type != DeviceType.CPU || v.device_type != DeviceType.CPU)
             throw new ArgumentException($"segment attention takes CPU float32 or bf16 q, k and v; got {q.dtype}, {k.dtype}, {v.dtype}");
         if (q.dim() != 4 || k.dim() != 4 || !k.shape.SequenceEqual(v.shape) || k.shape[0] != q.shape[0] || k.shape[2] != q.shape[2]
             || k.shape[3] != q.shape[3] || q.shape[1] % k.shape[1] != 0)

@@ -166,12 +166,14 @@ public static class TrainingMemoryPlanner
     /// head_dim), K key/value width, I intermediate, r rank, s bytes of the compute type; norms work in float32 (4 bytes)
     /// whatever s is. The NF4 and frozen weights are never saved (<see cref="LoraFunction"/>). Attention differs by
     /// device: on the CPU one <see cref="Ertas.Modeling.SegmentAttention"/> node saves q, k and v as they are and its output (o_proj's
-    /// input); elsewhere one SDPA per segment saves keys and values repeated to every query head and its outputs, which
-    /// are then joined.
+    /// input); elsewhere, and for rows that may hold a segment longer than the node takes or than the sliding window
+    /// (the masked path), SDPA saves keys and values repeated to every query head and its outputs, which are then joined.
     /// </summary>
     public static LayerActivationBytes LayerActivations(MistralConfig config, TrainingOptions options, PlanDevice device = PlanDevice.Cpu)
     {
-        var node = device == PlanDevice.Cpu;
+        var node = device == PlanDevice.Cpu && Ertas.Modeling.SegmentAttention.VectorHardware
+            && options.SequenceLength <= Ertas.Modeling.SegmentAttention.MaxSegmentLength
+            && !(config.SlidingWindow is { } window && options.SequenceLength > window);
         var s = options.Compute == ComputePrecision.BF16 ? 2L : 4L;
         var bf16 = s == 2;
         var (h, i, r) = ((long)config.HiddenSize, (long)config.IntermediateSize, (long)options.Rank);
@@ -222,7 +224,8 @@ public static class TrainingMemoryPlanner
         // freed before the output (counted above) exists. The update is added inside the base output (addmm).
         var inFlight = down && dropout ? i * s - h * s : 0;
         // The segment attention node's scores and their gradient (backward), (heads, L, L) each for a segment as long as
-        // a row: per position of a batch of rows, 2 heads T s / B. Never alive with down_proj's copy.
+        // a row: per position of a batch of rows, 2 heads T s / B. Never alive with down_proj's copy. (Counted with the
+        // last layer's forward, though the pair lives in backward: the difference is at most the final hidden states.)
         if (node)
             inFlight = Math.Max(inFlight, 2L * config.NumAttentionHeads * options.SequenceLength * s / Math.Max(1, options.BatchSize));
         var firstLayerDiscount = 4 + (bf16 ? 4 * h : 0);

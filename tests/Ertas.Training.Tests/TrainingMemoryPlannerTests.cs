@@ -22,14 +22,17 @@ public sealed class TrainingMemoryPlannerTests
     {
         // activation-probe, 2 x 512 positions, layers 2-4 (2026-12-06, the segment attention node): 53,340-53,624 bytes per
         // position in f32, 31,292-32,056 in bf16 (60,600 and 35,000 with SDPA per segment).
-        // f32: 16 H + 12 A + 8 K + 16 I + 28 r + 8 + 4 heads bytes (H = A = 768, K = 256, I = 2048, r = 16, 12 heads).
+        // f32: 16 H + 8 A + 8 K + 16 I + 28 r + 8 + 4 heads bytes (H = A = 768, K = 256, I = 2048, r = 16, 12 heads).
         Assert.Equal(53_752, TrainingMemoryPlanner.LayerActivations(Config100M, F32).Saved);
-        // bf16: 14 H + 6 A + 4 K + 8 I + 14 r + 8 + 4 heads (the norms keep float32 copies; x A^T is bf16).
+        // bf16: 14 H + 4 A + 4 K + 8 I + 14 r + 8 + 4 heads (the norms keep float32 copies; x A^T is bf16).
         Assert.Equal(31_512, TrainingMemoryPlanner.LayerActivations(Config100M, F32 with { Compute = ComputePrecision.BF16 }).Saved);
         // The LoRA inputs are the norms' outputs, the attention output and the SwiGLU product, dropout or not.
         Assert.Equal(53_752, TrainingMemoryPlanner.LayerActivations(Config100M, F32 with { Dropout = 0 }).Saved);
-        // Off the CPU one SDPA per segment saves keys and values repeated to every head and outputs joined by a copy.
+        // Off the CPU one SDPA per segment saves keys and values repeated to every head and outputs joined by a copy; so
+        // do rows that may hold a segment longer than the node takes, or than the sliding window (the masked path).
         Assert.Equal(60_920, TrainingMemoryPlanner.LayerActivations(Config100M, F32, PlanDevice.Cuda).Saved);
+        Assert.Equal(60_920, TrainingMemoryPlanner.LayerActivations(Config100M, F32 with { BatchSize = 1, SequenceLength = 2048 }).Saved);
+        Assert.Equal(60_920, TrainingMemoryPlanner.LayerActivations(Config100M with { SlidingWindow = 256 }, F32).Saved);
     }
 
     [Fact]

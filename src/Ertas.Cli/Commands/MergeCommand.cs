@@ -51,6 +51,8 @@ public sealed class MergeCommand : ICommand
         var threads = args.GetInt("--threads", Environment.ProcessorCount, min: 1, max: 1024);
         if (!Directory.Exists(baseFolder))
             throw new ErtasException(ErrorCode.DirectoryNotFound, $"model folder '{baseFolder}' does not exist", baseFolder);
+        // Loaded through Ertas.Modeling first: set_num_threads reaches MKL, whose setup (MklCpuDispatch) must come before.
+        Ertas.Modeling.Native.TorchSharpNativeFix.EnsureTorchLoaded();
         TorchSharp.torch.set_num_threads(threads);
         var progress = ProgressSinks.For(context.Error);
         var options = new MergeOptions { BaseWeights = baseWeights, Progress = progress };

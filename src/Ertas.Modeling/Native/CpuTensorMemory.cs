@@ -13,7 +13,12 @@ public static unsafe class CpuTensorMemory
     {
         if (contiguous.device_type != DeviceType.CPU || !contiguous.is_contiguous())
             throw new ArgumentException("expected a contiguous CPU tensor");
-        // Tensor.bytes is a span over the native data (offset included) whatever the dtype; storage<T>() is typed.
-        return Unsafe.AsPointer(ref MemoryMarshal.GetReference(contiguous.bytes));
+        // Tensor.bytes is a span over the native data (offset included) whatever the dtype; storage<T>() is typed. A span
+        // holds at most int.MaxValue bytes, so a larger tensor is addressed through a view of its first element.
+        if (contiguous.numel() * contiguous.ElementSize <= int.MaxValue)
+            return Unsafe.AsPointer(ref MemoryMarshal.GetReference(contiguous.bytes));
+        using var flat = contiguous.view(-1);
+        using var first = flat.narrow(0, 0, 1);
+        return Unsafe.AsPointer(ref MemoryMarshal.GetReference(first.bytes));
     }
 }

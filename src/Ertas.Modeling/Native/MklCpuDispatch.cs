@@ -17,15 +17,17 @@ namespace Ertas.Modeling.Native;
 /// How: before MKL's first call, the cached answer is set to "Intel". Only on AMD CPUs with AVX-512 BF16 and the rest
 /// of the AVX-512 set MKL then assumes (where it was measured), only when the function still begins with the
 /// instructions that read that variable, only when the variable lies in libtorch's own writable data and still holds
-/// "not asked yet", and not under <c>MKL_CBWR</c>. Everything else is left as it is.
+/// "not asked yet", and not under <c>MKL_CBWR</c> (a user's own setting).
 /// </para>
 /// <para>
 /// Reproducible: MKL's AVX-512 GEMMs split a long inner dimension across threads (a LoRA factor's gradient, x^T dy over
 /// every position), so their bits depended on the thread count, where the generic path's did not; a seeded run gave
 /// other adapter bytes in a process that ran MKL on another number of threads. MKL's strict conditional numerical
 /// reproducibility (<c>mkl_cbwr_set(MKL_CBWR_AUTO | MKL_CBWR_STRICT)</c>: its own ISA choice, fixed blocking,
-/// deterministic reductions, bits independent of the thread count and alignment) is therefore set in the same step,
-/// and the vendor answer is put back when MKL refuses it. <see cref="EnableVariable"/>=0 keeps MKL's own choice.
+/// deterministic reductions; for its GEMMs, bits independent of the thread count) is therefore set right after, on
+/// every x64 Linux CPU (Intel's AVX-512 GEMMs split the same way). Setting the mode makes MKL ask for the vendor, so
+/// the vendor comes first; if MKL refuses the mode, it is told "not Intel" before any kernel is chosen.
+/// <see cref="EnableVariable"/>=0 leaves MKL exactly as it is.
 /// </para>
 /// </summary>
 public static unsafe partial class MklCpuDispatch
@@ -41,7 +43,8 @@ public static unsafe partial class MklCpuDispatch
     private static string? s_status = "not tried: libtorch is not loaded yet";
     private static bool s_tried;
 
-    /// <summary>Null when MKL dispatches by instruction set, else why not (not tried yet, not applicable, turned off).</summary>
+    /// <summary>Null when MKL dispatches by instruction set on this AMD CPU, in strict reproducible mode; else what was
+    /// done instead and why (not tried yet, turned off, MKL_CBWR set, strict mode on MKL's own choice).</summary>
     public static string? Status
     {
         get
@@ -70,31 +73,25 @@ public static unsafe partial class MklCpuDispatch
         if (Environment.GetEnvironmentVariable(EnableVariable) == "0") return $"turned off ({EnableVariable}=0)";
         // A user's own conditional numerical reproducibility setting answers the vendor question and is kept.
         if (Environment.GetEnvironmentVariable("MKL_CBWR") is { Length: > 0 }) return "MKL_CBWR is set";
-        if (!OperatingSystem.IsLinux() || !X86Base.IsSupported) return "MKL's vendor check is changed on Linux x64 only";
-        if (!CpuQualifies) return "not an AMD CPU with AVX-512 BF16 and Ice Lake's AVX-512 set (MKL's own choice is kept)";
+        if (!OperatingSystem.IsLinux() || !X86Base.IsSupported) return "MKL is left as it is off Linux x64";
         try
         {
             var library = dlopen("libtorch_cpu.so", RtldLazy | RtldNoLoad); // only if already loaded
             if (library == 0) return "libtorch_cpu.so is not loaded";
             try
             {
-                if (!NativeLibrary.TryGetExport(library, VendorCheck, out var function)) return $"libtorch_cpu.so has no {VendorCheck}";
                 if (!NativeLibrary.TryGetExport(library, ReproducibilitySetter, out var setter)) return $"libtorch_cpu.so has no {ReproducibilitySetter}";
-                var code = (byte*)function;
-                // mov eax, [rip + d]; test eax, eax; js: the cached answer, computed when negative.
-                if (code[0] != 0x8B || code[1] != 0x05 || code[6] != 0x85 || code[7] != 0xC0 || code[8] != 0x78)
-                    return $"{VendorCheck} does not start as expected (another MKL build)";
-                var cached = (int*)(code + 6 + *(int*)(code + 2));
-                if (!InWritableMappingOf((nint)cached, "libtorch_cpu.so")) return $"{VendorCheck}'s variable is not in libtorch's writable data";
-                var was = Interlocked.CompareExchange(ref *cached, 1, -1);
-                if (was != -1) return $"MKL already asked for the vendor (answer {was})";
-                // A first MKL call racing this one could have stored its own answer after the exchange.
-                if (Volatile.Read(ref *cached) != 1) return "MKL asked for the vendor at the same moment";
-                // Set after the vendor: MKL checks the branch against the CPU it believes it runs on.
+                // The vendor first: setting the mode makes MKL ask for it (measured), and the answer is then cached.
+                var (vendor, why) = CpuQualifies ? ClaimIntel(library) : (0, "not an AMD CPU with AVX-512 BF16 and Ice Lake's AVX-512 set");
                 var refused = ((delegate* unmanaged<int, int>)setter)(StrictAutoReproducibility);
-                if (refused == 0) return null;
-                Interlocked.CompareExchange(ref *cached, -1, 1); // MKL asks again and takes its generic path
-                return $"MKL refused strict reproducibility ({ReproducibilitySetter} returned {refused}), so its own choice is kept";
+                if (refused != 0)
+                {
+                    // Its AVX-512 kernels without strict mode would give other bits on another thread count: MKL is told
+                    // the answer it would have found itself (not Intel), before any kernel is chosen.
+                    if (vendor != 0) Volatile.Write(ref *(int*)vendor, 0);
+                    return $"MKL refused strict reproducibility ({ReproducibilitySetter} returned {refused}); its generic path is kept";
+                }
+                return vendor != 0 ? null : $"MKL's own kernel choice in strict reproducible mode ({why})";
             }
             finally
             {
@@ -103,8 +100,24 @@ public static unsafe partial class MklCpuDispatch
         }
         catch (Exception e) // optional: torch runs without it
         {
-            return $"MKL's vendor check could not be changed: {e.Message}";
+            return $"MKL could not be set up: {e.Message}";
         }
+    }
+
+    /// <summary>Sets MKL's cached vendor answer to Intel before MKL has asked: the variable, or null and why not.</summary>
+    private static (nint Vendor, string? Why) ClaimIntel(nint library)
+    {
+        if (!NativeLibrary.TryGetExport(library, VendorCheck, out var function)) return (0, $"libtorch_cpu.so has no {VendorCheck}");
+        var code = (byte*)function;
+        // mov eax, [rip + d]; test eax, eax; js: the cached answer, computed when negative.
+        if (code[0] != 0x8B || code[1] != 0x05 || code[6] != 0x85 || code[7] != 0xC0 || code[8] != 0x78)
+            return (0, $"{VendorCheck} does not start as expected (another MKL build)");
+        var cached = (int*)(code + 6 + *(int*)(code + 2));
+        if (!InWritableMappingOf((nint)cached, "libtorch_cpu.so")) return (0, $"{VendorCheck}'s variable is not in libtorch's writable data");
+        var was = Interlocked.CompareExchange(ref *cached, 1, -1);
+        if (was != -1) return (0, $"MKL already asked for the vendor (answer {was})");
+        // A first MKL call racing this one could have stored its own answer after the exchange.
+        return Volatile.Read(ref *cached) == 1 ? ((nint)cached, null) : (0, "MKL asked for the vendor at the same moment");
     }
 
     /// <summary>

@@ -120,4 +120,29 @@ public sealed class SegmentAttentionTests
         Assert.Contains("cover 186 positions, not B x T = 192", short_.Message);
         Assert.Throws<ArgumentException>(() => SegmentAttention.Apply(q.to(ScalarType.Float64), k.to(ScalarType.Float64), v.to(ScalarType.Float64), Segments));
     }
+
+    [Fact]
+    public void AnInputWithoutGrad_GetsNoGradient_AndTheOthersAreUnchanged()
+    {
+        TorchSharpNativeFix.EnsureTorchLoaded();
+        using var scope = NewDisposeScope();
+        var (q, k, v, dy) = Inputs(ScalarType.Float32);
+        var all = Run((a, b, c) => SegmentAttention.Apply(a, b, c, Segments), q, k, v, dy);
+        var (qq, kk, vv) = (q.detach().requires_grad_(), k.detach(), v.detach().requires_grad_()); // k from a frozen projection
+        SegmentAttention.Apply(qq, kk, vv, Segments).backward([dy]);
+        Assert.Null(kk.grad);
+        Assert.True(qq.grad!.eq(all.Dq).all().item<bool>());
+        Assert.True(vv.grad!.eq(all.Dv).all().item<bool>());
+    }
+
+    [Fact]
+    public void SegmentsLongerThanTheLimit_AreLeftToSdpa_WhoseScoresWouldNotGrowWithLSquared()
+    {
+        TorchSharpNativeFix.EnsureTorchLoaded();
+        using var scope = NewDisposeScope();
+        var q = empty([1, 4, 2048, 16], ScalarType.BFloat16);
+        Assert.True(SegmentAttention.Handles(q, [SegmentAttention.MaxSegmentLength, 2048 - SegmentAttention.MaxSegmentLength]) == SegmentAttention.VectorHardware);
+        Assert.False(SegmentAttention.Handles(q, [SegmentAttention.MaxSegmentLength + 1, 2047 - SegmentAttention.MaxSegmentLength]));
+        Assert.False(SegmentAttention.Handles(q.to(ScalarType.Float64), [2048]));
+    }
 }
