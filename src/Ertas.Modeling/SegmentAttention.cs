@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using Ertas.Core;
 using Ertas.Modeling.Native;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -36,13 +37,16 @@ public sealed unsafe class SegmentAttention : autograd.SingleTensorFunction<Segm
     public const long MaxSegmentLength = 1024;
 
     /// <summary>Whether the row kernels run on vector hardware here (x64 AVX2 and up); else SDPA is faster.</summary>
-    public static bool VectorHardware => Vector256.IsHardwareAccelerated;
+    private static bool VectorHardware => Vector256.IsHardwareAccelerated;
 
-    /// <summary>Whether the node handles these inputs: CPU float32 or bf16, segments of at most
-    /// <see cref="MaxSegmentLength"/>, vector hardware. Otherwise the model keeps one SDPA per segment.</summary>
+    /// <summary>Whether the node takes segments up to <paramref name="longest"/> positions on this CPU (vector hardware,
+    /// at most <see cref="MaxSegmentLength"/>): what the model decides by and the memory plan counts by.</summary>
+    public static bool Takes(long longest) => VectorHardware && longest <= MaxSegmentLength;
+
+    /// <summary>Whether the node handles these inputs: CPU float32 or bf16 and segments it <see cref="Takes"/>.
+    /// Otherwise the model keeps one SDPA per segment.</summary>
     public static bool Handles(Tensor q, long[] segments) =>
-        q.device_type == DeviceType.CPU && q.dtype is ScalarType.Float32 or ScalarType.BFloat16
-        && VectorHardware && segments.All(length => length <= MaxSegmentLength);
+        q.device_type == DeviceType.CPU && q.dtype is ScalarType.Float32 or ScalarType.BFloat16 && Takes(segments.DefaultIfEmpty(0).Max());
 
     /// <summary>
     /// q (B, H, T, d), k and v (B, H_kv, T, d), H a multiple of H_kv (query head h reads KV head h / (H / H_kv));
@@ -112,9 +116,7 @@ public sealed unsafe class SegmentAttention : autograd.SingleTensorFunction<Segm
         {
             using var segmentScope = NewDisposeScope();
             var (row, start) = (position / t, position % t);
-            var qs = Grouped(q.select(0, row).narrow(1, start, length), kvHeads);                    // (H_kv, G L, d)
-            var ks = k.select(0, row).narrow(1, start, length).contiguous();                         // (H_kv, L, d)
-            var vs = v.select(0, row).narrow(1, start, length).contiguous();
+            var (qs, ks, vs) = Slices(q, k, v, row, start, length);
             var dos = Grouped(gradOut.select(0, row).narrow(0, start, length).transpose(0, 1), kvHeads); // (H_kv, G L, d)
             var os = Grouped(out4.select(0, row).narrow(0, start, length).transpose(0, 1), kvHeads);
             var scores = qs.matmul(ks.transpose(1, 2));                                              // (H_kv, G L, L)
@@ -139,7 +141,6 @@ public sealed unsafe class SegmentAttention : autograd.SingleTensorFunction<Segm
     internal static Tensor Forward(Tensor q, Tensor k, Tensor v, long[] segments, Tensor logSumExp)
     {
         var (b, heads, t, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
-        var kvHeads = k.shape[1];
         var scale = 1 / Math.Sqrt(d);
         var output = empty([b, t, heads, d], q.dtype);
         var lse = (float*)CpuTensorMemory.DataPointer(logSumExp);
@@ -148,9 +149,7 @@ public sealed unsafe class SegmentAttention : autograd.SingleTensorFunction<Segm
         {
             using var segmentScope = NewDisposeScope();
             var (row, start) = (position / t, position % t);
-            var qs = Grouped(q.select(0, row).narrow(1, start, length), kvHeads);                    // (H_kv, G L, d)
-            var ks = k.select(0, row).narrow(1, start, length).contiguous();                         // (H_kv, L, d)
-            var vs = v.select(0, row).narrow(1, start, length).contiguous();
+            var (qs, ks, vs) = Slices(q, k, v, row, start, length);
             var scores = qs.matmul(ks.transpose(1, 2));                                              // (H_kv, G L, L)
             SoftmaxRows(scores, lse + position * heads, length, scale);                              // P in place
             var mixed = scores.matmul(vs);                                                           // (H_kv, G L, d)
@@ -179,6 +178,12 @@ public sealed unsafe class SegmentAttention : autograd.SingleTensorFunction<Segm
         if (position != q.shape[0] * t)
             throw new ArgumentException($"segments cover {position} positions, not B x T = {q.shape[0] * t}");
     }
+
+    /// <summary>One segment's queries grouped by KV head, (H_kv, G L, d), and its keys and values, (H_kv, L, d), contiguous.</summary>
+    private static (Tensor Q, Tensor K, Tensor V) Slices(Tensor q, Tensor k, Tensor v, long row, long start, long length) =>
+        (Grouped(q.select(0, row).narrow(1, start, length), k.shape[1]),
+         k.select(0, row).narrow(1, start, length).contiguous(),
+         v.select(0, row).narrow(1, start, length).contiguous());
 
     /// <summary>(H, L, d) as (H_kv, G L, d), contiguous: the G query heads of a KV head one after another.</summary>
     private static Tensor Grouped(Tensor perHead, long kvHeads) =>
@@ -293,9 +298,12 @@ public sealed unsafe class SegmentAttention : autograd.SingleTensorFunction<Segm
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Load1(nint at, long i, bool bf16) =>
-        bf16 ? BitConverter.UInt32BitsToSingle((uint)((ushort*)at)[i] << 16) : ((float*)at)[i];
+        bf16 ? FloatConversions.BFloat16ToSingle(((ushort*)at)[i]) : ((float*)at)[i];
 
-    /// <summary>8 floats as float32, or as bf16 rounded to nearest even (NaN stays NaN).</summary>
+    /// <summary>8 floats as float32, or as bf16 bit for bit as <see cref="FloatConversions.SingleToBFloat16(float)"/>
+    /// (round to nearest even; a NaN keeps its top bits and gets the quiet bit). Written out rather than through
+    /// FloatConversions' span form so that a row is read and written once (measured: 15 % slower through float
+    /// scratch rows).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Store8(Vector256<float> values, nint at, long i, bool bf16)
     {
@@ -306,19 +314,14 @@ public sealed unsafe class SegmentAttention : autograd.SingleTensorFunction<Segm
         }
         var bits = values.AsUInt32();
         var rounded = (bits + Vector256.Create(0x7FFFu) + ((bits >> 16) & Vector256<uint>.One)) >> 16;
-        rounded = Vector256.ConditionalSelect(Vector256.Equals(values, values).AsUInt32(), rounded, Vector256.Create(0x7FC0u));
+        rounded = Vector256.ConditionalSelect(Vector256.Equals(values, values).AsUInt32(), rounded, (bits >> 16) | Vector256.Create(64u));
         Vector256.Narrow(rounded, rounded).GetLower().Store((ushort*)at + i);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Store1(float value, nint at, long i, bool bf16)
     {
-        if (!bf16)
-        {
-            ((float*)at)[i] = value;
-            return;
-        }
-        var bits = BitConverter.SingleToUInt32Bits(value);
-        ((ushort*)at)[i] = float.IsNaN(value) ? (ushort)0x7FC0 : (ushort)((bits + 0x7FFFu + ((bits >> 16) & 1)) >> 16);
+        if (bf16) ((ushort*)at)[i] = FloatConversions.SingleToBFloat16(value);
+        else ((float*)at)[i] = value;
     }
 }

@@ -171,8 +171,7 @@ public static class TrainingMemoryPlanner
     /// </summary>
     public static LayerActivationBytes LayerActivations(MistralConfig config, TrainingOptions options, PlanDevice device = PlanDevice.Cpu)
     {
-        var node = device == PlanDevice.Cpu && Ertas.Modeling.SegmentAttention.VectorHardware
-            && options.SequenceLength <= Ertas.Modeling.SegmentAttention.MaxSegmentLength
+        var node = device == PlanDevice.Cpu && Ertas.Modeling.SegmentAttention.Takes(options.SequenceLength)
             && !(config.SlidingWindow is { } window && options.SequenceLength > window);
         var s = options.Compute == ComputePrecision.BF16 ? 2L : 4L;
         var bf16 = s == 2;

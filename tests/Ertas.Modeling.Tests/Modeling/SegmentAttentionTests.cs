@@ -141,7 +141,7 @@ public sealed class SegmentAttentionTests
         TorchSharpNativeFix.EnsureTorchLoaded();
         using var scope = NewDisposeScope();
         var q = empty([1, 4, 2048, 16], ScalarType.BFloat16);
-        Assert.True(SegmentAttention.Handles(q, [SegmentAttention.MaxSegmentLength, 2048 - SegmentAttention.MaxSegmentLength]) == SegmentAttention.VectorHardware);
+        Assert.Equal(SegmentAttention.Takes(SegmentAttention.MaxSegmentLength), SegmentAttention.Handles(q, [SegmentAttention.MaxSegmentLength, 2048 - SegmentAttention.MaxSegmentLength]));
         Assert.False(SegmentAttention.Handles(q, [SegmentAttention.MaxSegmentLength + 1, 2047 - SegmentAttention.MaxSegmentLength]));
         Assert.False(SegmentAttention.Handles(q.to(ScalarType.Float64), [2048]));
     }
